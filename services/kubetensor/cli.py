@@ -1,0 +1,239 @@
+"""The ``kubetensor`` command: sandbox, models, yuma replay.
+
+Each sub-command is a thin shell over a library module (``kubetensor.sandbox``, ``kubetensor.models``,
+``kubetensor.consensus.replay``); errors from those are printed as one clear line and a non-zero exit
+code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kubetensor import __version__
+from kubetensor.core.paths import cache_root
+
+app = typer.Typer(
+    help="kubetensor: a Bittensor-style network of machine intelligence on Kubernetes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+sandbox_app = typer.Typer(
+    help="A local Kubernetes control plane with fake GPU nodes (no cloud, no GPU).", no_args_is_help=True
+)
+models_app = typer.Typer(help="The small models the project builds itself.", no_args_is_help=True)
+yuma_app = typer.Typer(help="Yuma Consensus tools.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(models_app, name="models")
+app.add_typer(yuma_app, name="yuma")
+
+
+def _say(message: str) -> None:
+    typer.echo(f"[{time.strftime('%H:%M:%S')}] {message}", err=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def _sandbox_dir(directory: Path | None) -> Path:
+    if directory is not None:
+        return directory.expanduser().resolve()
+    env = os.environ.get("KT_SANDBOX_DIR")
+    return Path(env).expanduser().resolve() if env else cache_root() / "sandbox"
+
+
+DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", help="State directory (default: $KT_SANDBOX_DIR or ~/.cache/kubetensor/sandbox)."),
+]
+
+
+@app.command()
+def version() -> None:
+    """Print kubetensor's version and the pinned tool versions."""
+    from kubetensor.sandbox.tools import pinned_versions
+
+    typer.echo(f"kubetensor {__version__}")
+    for key, value in pinned_versions().items():
+        typer.echo(f"  {key}={value}")
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    directory: DirOption = None,
+    gpu_nodes: Annotated[int, typer.Option(min=0, help="Fake GPU nodes.")] = 2,
+    gpus_per_node: Annotated[int, typer.Option(min=1, help="nvidia.com/gpu capacity of each GPU node.")] = 8,
+    cpu_nodes: Annotated[int, typer.Option(min=0, help="Fake CPU-only nodes.")] = 2,
+) -> None:
+    """Start etcd, kube-apiserver, controller-manager, scheduler and kwok in the background."""
+    from kubetensor.sandbox.controlplane import ControlPlane, NodePool, running_components
+    from kubetensor.sandbox.errors import SandboxError
+
+    d = _sandbox_dir(directory)
+    if (d / "state.json").exists():
+        try:
+            alive = running_components(d)
+        except SandboxError:
+            alive = {}
+        if alive and all(alive.values()):
+            typer.echo(f"sandbox already running in {d}")
+            _print_kubeconfig(d / "kubeconfig")
+            return
+        _say(f"removing a stale sandbox in {d}")
+        _down(d)
+    pools: tuple[NodePool, ...] = (
+        NodePool(prefix="kt-gpu", count=gpu_nodes, gpus=gpus_per_node),
+        NodePool(prefix="kt-cpu", count=cpu_nodes, cpu="16", memory="64Gi"),
+    )
+    pools = tuple(p for p in pools if p.count)
+    _say(f"starting the sandbox control plane in {d}")
+    started = time.monotonic()
+    try:
+        state = ControlPlane(d, pools=pools, progress=_say).start()
+    except SandboxError as exc:
+        shutil.rmtree(d, ignore_errors=True)
+        raise _fail(str(exc)) from exc
+    _say(
+        f"sandbox up in {time.monotonic() - started:.1f}s "
+        f"({state.kubernetes_version}, {len(state.nodes)} nodes)"
+    )
+    _print_kubeconfig(Path(state.kubeconfig))
+
+
+def _print_kubeconfig(path: Path) -> None:
+    typer.echo(f"kubeconfig: {path}")
+    typer.echo(f"export KUBECONFIG={path}")
+
+
+def _down(d: Path) -> list[str]:
+    from kubetensor.sandbox.controlplane import stop_from_state
+    from kubetensor.sandbox.errors import SandboxStateError
+
+    try:
+        stopped = stop_from_state(d)
+    except SandboxStateError:
+        stopped = []
+    shutil.rmtree(d, ignore_errors=True)
+    return stopped
+
+
+@sandbox_app.command("down")
+def sandbox_down(directory: DirOption = None) -> None:
+    """Stop every sandbox process and remove its files."""
+    d = _sandbox_dir(directory)
+    if not d.exists():
+        typer.echo(f"no sandbox in {d}")
+        return
+    stopped = _down(d)
+    typer.echo(
+        f"sandbox down: stopped {', '.join(stopped) or 'nothing (no process was running)'}; removed {d}"
+    )
+
+
+@sandbox_app.command("status")
+def sandbox_status(
+    directory: DirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Report whether the sandbox runs; exit 0 when every component is up, 1 when degraded, 3 when absent."""
+    from kubetensor.sandbox.controlplane import ControlPlaneState, running_components
+    from kubetensor.sandbox.errors import SandboxStateError
+
+    d = _sandbox_dir(directory)
+    try:
+        state = ControlPlaneState.load(d)
+        alive = running_components(d)
+    except SandboxStateError:
+        if as_json:
+            typer.echo(json.dumps({"running": False, "directory": str(d)}))
+        else:
+            typer.echo(f"no sandbox in {d}")
+        raise typer.Exit(3) from None
+    running = bool(alive) and all(alive.values())
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "running": running,
+                    "directory": str(d),
+                    "kubeconfig": state.kubeconfig,
+                    "apiserver": state.apiserver_url,
+                    "kubernetes_version": state.kubernetes_version,
+                    "components": alive,
+                    "nodes": state.nodes,
+                }
+            )
+        )
+    else:
+        typer.echo(f"sandbox in {d}: {'running' if running else 'DEGRADED'} ({state.kubernetes_version})")
+        for name, up in alive.items():
+            typer.echo(f"  {name:<24} {'up' if up else 'DOWN'}")
+        typer.echo(f"  nodes: {', '.join(state.nodes)}")
+        _print_kubeconfig(Path(state.kubeconfig))
+    if not running:
+        raise typer.Exit(1)
+
+
+@models_app.command("build")
+def models_build(
+    quality: Annotated[
+        list[str] | None, typer.Option(help="Quality to build (repeatable); default all.")
+    ] = None,
+) -> None:
+    """Train (once; then cached) the small addition models vLLM serves."""
+    from kubetensor.models import build
+
+    try:
+        built = build.build(quality, progress=_say)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    for q, m in built.items():
+        typer.echo(f"{q:<10} {m.steps:>5} steps  {m.path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show each model quality, whether it is built, and where."""
+    from kubetensor.models import build
+
+    for q, recipe in build.QUALITIES.items():
+        state = "built" if build.is_built(q) else "not built"
+        typer.echo(f"{q:<10} {recipe.steps:>5} steps  {state:<9}  {build.model_dir(q)}")
+
+
+@yuma_app.command("replay")
+def yuma_replay(
+    file: Annotated[Path, typer.Argument(help="A yuma-vectors/v1 JSON file.")],
+    variant: Annotated[
+        str, typer.Option(help="chain_yuma2 | chain_yuma3 | chain_yuma3_bp0 | chain_yuma3_liquid")
+    ],
+    out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of stdout.")] = None,
+) -> None:
+    """Replay every epoch of a reference vector file and print the results in the vectors' format."""
+    from kubetensor.consensus.replay import VectorFileError, run_replay
+
+    try:
+        result = run_replay(file, variant)
+    except FileNotFoundError as exc:
+        raise _fail(f"{file}: no such file") from exc
+    except VectorFileError as exc:
+        raise _fail(f"{file}: {exc}") from exc
+    text = json.dumps(result)
+    if out is None:
+        sys.stdout.write(text + "\n")
+    else:
+        out.write_text(text + "\n")
+        _say(f"wrote {len(result['epochs'])} epochs of {variant} to {out}")
+
+
+if __name__ == "__main__":
+    app()
