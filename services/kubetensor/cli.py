@@ -12,8 +12,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,7 +31,11 @@ sandbox_app = typer.Typer(
 )
 models_app = typer.Typer(help="The small models the project builds itself.", no_args_is_help=True)
 yuma_app = typer.Typer(help="Yuma Consensus tools.", no_args_is_help=True)
+consensus_app = typer.Typer(
+    help="The consensus service: serve it, read its metagraph and settlements.", no_args_is_help=True
+)
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(consensus_app, name="consensus")
 app.add_typer(models_app, name="models")
 app.add_typer(yuma_app, name="yuma")
 
@@ -233,6 +238,88 @@ def yuma_replay(
     else:
         out.write_text(text + "\n")
         _say(f"wrote {len(result['epochs'])} epochs of {variant} to {out}")
+
+
+@consensus_app.command("serve")
+def consensus_serve() -> None:
+    """Run the consensus gRPC service (settings from KT_CONSENSUS_* environment variables)."""
+    from kubetensor.consensus.__main__ import main
+
+    main()
+
+
+AddressOption = Annotated[str, typer.Option(help="host:port of the consensus service.")]
+NetuidOption = Annotated[int, typer.Option(min=0, help="Subnet id.")]
+
+
+@consensus_app.command("metagraph")
+def consensus_metagraph(address: AddressOption = "127.0.0.1:50061", netuid: NetuidOption = 1) -> None:
+    """Print the subnet's metagraph as a table."""
+    import asyncio
+
+    from kubetensor.consensus.client import ConsensusClient
+
+    async def fetch() -> Any:
+        async with ConsensusClient.connect(address, netuid=netuid) as client:
+            return await client.metagraph()
+
+    graph = _rpc(lambda: asyncio.run(fetch()))
+    typer.echo(
+        f"netuid {graph.netuid}  block {graph.block}  epoch {graph.epoch}  neurons {len(graph.neurons)}"
+    )
+    typer.echo(
+        f"{'uid':>4} {'hotkey':<18} {'permit':<6} {'stake_rao':>16} {'incentive':>10} {'dividends':>10} "
+        f"{'v_trust':>8} {'emission_rao':>14}"
+    )
+    for n in graph.neurons:
+        typer.echo(
+            f"{n.uid:>4} {n.hotkey[:16] + '..':<18} {'yes' if n.validator_permit else 'no':<6} "
+            f"{n.stake_rao:>16} {n.incentive:>10.6f} {n.dividends:>10.6f} {n.validator_trust:>8.4f} "
+            f"{n.emission_rao:>14}"
+        )
+
+
+@consensus_app.command("settlements")
+def consensus_settlements(
+    address: AddressOption = "127.0.0.1:50061",
+    netuid: NetuidOption = 1,
+    verify: Annotated[bool, typer.Option(help="Recompute every hash and check the links.")] = False,
+) -> None:
+    """List the settlements; with --verify, exit 1 at the first bad hash or broken link."""
+    import asyncio
+
+    from kubetensor.consensus.client import ConsensusClient, settlement_from_proto
+
+    async def fetch() -> Any:
+        async with ConsensusClient.connect(address, netuid=netuid) as client:
+            return await client.settlements()
+
+    records = _rpc(lambda: asyncio.run(fetch()))
+    previous = ""
+    for record in records:
+        s = record.settlement
+        delivered = "delivered" if record.HasField("receipt") else "pending"
+        typer.echo(f"epoch {s.epoch:>5}  block {s.block:>8}  {s.hash}  {delivered}")
+        if verify:
+            recomputed = settlement_from_proto(s).hash
+            if recomputed != s.hash:
+                raise _fail(f"epoch {s.epoch}: stored hash {s.hash} but the content hashes to {recomputed}")
+            if s.previous_hash != previous:
+                raise _fail(
+                    f"epoch {s.epoch}: previous_hash {s.previous_hash!r} does not link to {previous!r}"
+                )
+        previous = s.hash
+    if verify:
+        typer.echo(f"verified {len(records)} settlements: hashes match and links are unbroken")
+
+
+def _rpc(call: Callable[[], Any]) -> Any:
+    import grpc
+
+    try:
+        return call()
+    except grpc.aio.AioRpcError as exc:
+        raise _fail(f"{exc.code().name}: {exc.details()}") from exc
 
 
 if __name__ == "__main__":

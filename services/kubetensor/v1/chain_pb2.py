@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kubetensor.v1 import consensus_pb2 as kubetensor_dot_v1_dot_consensus__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kubetensor/v1/chain.proto\x12\rkubetensor.v1\x1a\x1dkubetensor/v1/consensus.proto\"H\n\x17SubmitSettlementRequest\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\";\n\x11SettlementReceipt\x12\r\n\x05\x62lock\x18\x01 \x01(\x04\x12\x17\n\x0fsettlement_hash\x18\x02 \x01(\t\"M\n\x18SubmitSettlementResponse\x12\x31\n\x07receipt\x18\x01 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt\"5\n\x14GetSettlementRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"y\n\x15GetSettlementResponse\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\x12\x31\n\x07receipt\x18\x02 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt2\xcf\x01\n\x0c\x43hainService\x12\x63\n\x10SubmitSettlement\x12&.kubetensor.v1.SubmitSettlementRequest\x1a\'.kubetensor.v1.SubmitSettlementResponse\x12Z\n\rGetSettlement\x12#.kubetensor.v1.GetSettlementRequest\x1a$.kubetensor.v1.GetSettlementResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kubetensor/v1/chain.proto\x12\rkubetensor.v1\x1a\x1dkubetensor/v1/consensus.proto\"H\n\x17SubmitSettlementRequest\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\"M\n\x18SubmitSettlementResponse\x12\x31\n\x07receipt\x18\x01 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt\"5\n\x14GetSettlementRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"y\n\x15GetSettlementResponse\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\x12\x31\n\x07receipt\x18\x02 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt2\xcf\x01\n\x0c\x43hainService\x12\x63\n\x10SubmitSettlement\x12&.kubetensor.v1.SubmitSettlementRequest\x1a\'.kubetensor.v1.SubmitSettlementResponse\x12Z\n\rGetSettlement\x12#.kubetensor.v1.GetSettlementRequest\x1a$.kubetensor.v1.GetSettlementResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITSETTLEMENTREQUEST']._serialized_start=75
   _globals['_SUBMITSETTLEMENTREQUEST']._serialized_end=147
-  _globals['_SETTLEMENTRECEIPT']._serialized_start=149
-  _globals['_SETTLEMENTRECEIPT']._serialized_end=208
-  _globals['_SUBMITSETTLEMENTRESPONSE']._serialized_start=210
-  _globals['_SUBMITSETTLEMENTRESPONSE']._serialized_end=287
-  _globals['_GETSETTLEMENTREQUEST']._serialized_start=289
-  _globals['_GETSETTLEMENTREQUEST']._serialized_end=342
-  _globals['_GETSETTLEMENTRESPONSE']._serialized_start=344
-  _globals['_GETSETTLEMENTRESPONSE']._serialized_end=465
-  _globals['_CHAINSERVICE']._serialized_start=468
-  _globals['_CHAINSERVICE']._serialized_end=675
+  _globals['_SUBMITSETTLEMENTRESPONSE']._serialized_start=149
+  _globals['_SUBMITSETTLEMENTRESPONSE']._serialized_end=226
+  _globals['_GETSETTLEMENTREQUEST']._serialized_start=228
+  _globals['_GETSETTLEMENTREQUEST']._serialized_end=281
+  _globals['_GETSETTLEMENTRESPONSE']._serialized_start=283
+  _globals['_GETSETTLEMENTRESPONSE']._serialized_end=404
+  _globals['_CHAINSERVICE']._serialized_start=407
+  _globals['_CHAINSERVICE']._serialized_end=614
 # @@protoc_insertion_point(module_scope)

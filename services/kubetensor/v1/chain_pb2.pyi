@@ -38,39 +38,16 @@ class SubmitSettlementRequest(_message.Message):
 Global___SubmitSettlementRequest: _TypeAlias = SubmitSettlementRequest  # noqa: Y015
 
 @_typing.final
-class SettlementReceipt(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BLOCK_FIELD_NUMBER: _builtins.int
-    SETTLEMENT_HASH_FIELD_NUMBER: _builtins.int
-    block: _builtins.int
-    settlement_hash: _builtins.str
-    """Hex sha256 of the settlement's canonical encoding."""
-    def __init__(
-        self,
-        *,
-        block: _builtins.int = ...,
-        settlement_hash: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "settlement_hash", b"settlement_hash"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SettlementReceipt: _TypeAlias = SettlementReceipt  # noqa: Y015
-
-@_typing.final
 class SubmitSettlementResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECEIPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def receipt(self) -> Global___SettlementReceipt: ...
+    def receipt(self) -> _consensus_pb2.SettlementReceipt: ...
     def __init__(
         self,
         *,
-        receipt: Global___SettlementReceipt | None = ...,
+        receipt: _consensus_pb2.SettlementReceipt | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -111,12 +88,12 @@ class GetSettlementResponse(_message.Message):
     @_builtins.property
     def settlement(self) -> _consensus_pb2.Settlement: ...
     @_builtins.property
-    def receipt(self) -> Global___SettlementReceipt: ...
+    def receipt(self) -> _consensus_pb2.SettlementReceipt: ...
     def __init__(
         self,
         *,
         settlement: _consensus_pb2.Settlement | None = ...,
-        receipt: Global___SettlementReceipt | None = ...,
+        receipt: _consensus_pb2.SettlementReceipt | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "settlement", b"settlement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

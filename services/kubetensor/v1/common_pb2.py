@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akubetensor/v1/common.proto\x12\rkubetensor.v1\"2\n\tSignature\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xdf\x01\n\x06Neuron\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\x18\n\x10validator_permit\x18\x03 \x01(\x08\x12\x11\n\tstake_rao\x18\x04 \x01(\x04\x12\x1b\n\x13registered_at_block\x18\x05 \x01(\x04\x12\x19\n\x11last_update_block\x18\x06 \x01(\x04\x12\x11\n\tincentive\x18\x07 \x01(\x01\x12\x11\n\tdividends\x18\x08 \x01(\x01\x12\x17\n\x0fvalidator_trust\x18\t \x01(\x01\x12\x14\n\x0c\x65mission_rao\x18\n \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akubetensor/v1/common.proto\x12\rkubetensor.v1\"2\n\tSignature\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"*\n\x0bWeightEntry\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x0e\n\x06weight\x18\x02 \x01(\r\"\xdb\x02\n\x06Neuron\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\x18\n\x10validator_permit\x18\x03 \x01(\x08\x12\x11\n\tstake_rao\x18\x04 \x01(\x04\x12\x1b\n\x13registered_at_block\x18\x05 \x01(\x04\x12\x19\n\x11last_update_block\x18\x06 \x01(\x04\x12\x11\n\tincentive\x18\x07 \x01(\x01\x12\x11\n\tdividends\x18\x08 \x01(\x01\x12\x17\n\x0fvalidator_trust\x18\t \x01(\x01\x12\x14\n\x0c\x65mission_rao\x18\n \x01(\x04\x12\x0f\n\x07\x63oldkey\x18\x0b \x01(\t\x12\x11\n\tconsensus\x18\x0c \x01(\x01\x12+\n\x07weights\x18\r \x03(\x0b\x32\x1a.kubetensor.v1.WeightEntry\x12)\n\x05\x62onds\x18\x0e \x03(\x0b\x32\x1a.kubetensor.v1.WeightEntryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SIGNATURE']._serialized_start=45
   _globals['_SIGNATURE']._serialized_end=95
-  _globals['_NEURON']._serialized_start=98
-  _globals['_NEURON']._serialized_end=321
+  _globals['_WEIGHTENTRY']._serialized_start=97
+  _globals['_WEIGHTENTRY']._serialized_end=139
+  _globals['_NEURON']._serialized_start=142
+  _globals['_NEURON']._serialized_end=489
 # @@protoc_insertion_point(module_scope)

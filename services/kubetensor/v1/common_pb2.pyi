@@ -3,8 +3,10 @@
 isort:skip_file
 Shared messages of kubetensor's wire protocol (package kubetensor.v1)."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -43,8 +45,35 @@ class Signature(_message.Message):
 Global___Signature: _TypeAlias = Signature  # noqa: Y015
 
 @_typing.final
+class WeightEntry(_message.Message):
+    """One entry of a sparse weight or bond row: a target uid and a u16 value."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UID_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    uid: _builtins.int
+    weight: _builtins.int
+    """u16 weight as submitted; the service max-upscales rows so the largest becomes 65535."""
+    def __init__(
+        self,
+        *,
+        uid: _builtins.int = ...,
+        weight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["uid", b"uid", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WeightEntry: _TypeAlias = WeightEntry  # noqa: Y015
+
+@_typing.final
 class Neuron(_message.Message):
-    """One neuron's place in a subnet's metagraph."""
+    """One neuron's place in a subnet's metagraph. incentive, dividends, validator_trust and consensus are
+    the chain's I32F32 values as doubles (exact: value * 2^32 is the integer the epoch computed).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -58,6 +87,10 @@ class Neuron(_message.Message):
     DIVIDENDS_FIELD_NUMBER: _builtins.int
     VALIDATOR_TRUST_FIELD_NUMBER: _builtins.int
     EMISSION_RAO_FIELD_NUMBER: _builtins.int
+    COLDKEY_FIELD_NUMBER: _builtins.int
+    CONSENSUS_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    BONDS_FIELD_NUMBER: _builtins.int
     uid: _builtins.int
     hotkey: _builtins.str
     """Hex-encoded ed25519 public key of the neuron's hotkey."""
@@ -69,6 +102,17 @@ class Neuron(_message.Message):
     dividends: _builtins.float
     validator_trust: _builtins.float
     emission_rao: _builtins.int
+    coldkey: _builtins.str
+    """Hex-encoded ed25519 public key of the coldkey that owns the hotkey."""
+    consensus: _builtins.float
+    @_builtins.property
+    def weights(self) -> _containers.RepeatedCompositeFieldContainer[Global___WeightEntry]:
+        """The stored weight row (max-upscaled u16 values, sorted by uid)."""
+
+    @_builtins.property
+    def bonds(self) -> _containers.RepeatedCompositeFieldContainer[Global___WeightEntry]:
+        """The stored bond row the last epoch wrote (u16 values, sorted by uid)."""
+
     def __init__(
         self,
         *,
@@ -82,10 +126,14 @@ class Neuron(_message.Message):
         dividends: _builtins.float = ...,
         validator_trust: _builtins.float = ...,
         emission_rao: _builtins.int = ...,
+        coldkey: _builtins.str = ...,
+        consensus: _builtins.float = ...,
+        weights: _abc.Iterable[Global___WeightEntry] | None = ...,
+        bonds: _abc.Iterable[Global___WeightEntry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dividends", b"dividends", "emission_rao", b"emission_rao", "hotkey", b"hotkey", "incentive", b"incentive", "last_update_block", b"last_update_block", "registered_at_block", b"registered_at_block", "stake_rao", b"stake_rao", "uid", b"uid", "validator_permit", b"validator_permit", "validator_trust", b"validator_trust"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bonds", b"bonds", "coldkey", b"coldkey", "consensus", b"consensus", "dividends", b"dividends", "emission_rao", b"emission_rao", "hotkey", b"hotkey", "incentive", b"incentive", "last_update_block", b"last_update_block", "registered_at_block", b"registered_at_block", "stake_rao", b"stake_rao", "uid", b"uid", "validator_permit", b"validator_permit", "validator_trust", b"validator_trust", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,6 +49,11 @@ class ConsensusServiceStub:
                 request_serializer=kubetensor_dot_v1_dot_consensus__pb2.GetMetagraphRequest.SerializeToString,
                 response_deserializer=kubetensor_dot_v1_dot_consensus__pb2.GetMetagraphResponse.FromString,
                 _registered_method=True)
+        self.ListSettlements = channel.unary_unary(
+                '/kubetensor.v1.ConsensusService/ListSettlements',
+                request_serializer=kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsResponse.FromString,
+                _registered_method=True)
 
 
 class ConsensusServiceServicer:
@@ -72,6 +77,13 @@ class ConsensusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSettlements(self, request, context):
+        """Committed settlements in epoch order, with their delivery receipts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsensusServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +101,11 @@ def add_ConsensusServiceServicer_to_server(servicer, server):
                     servicer.GetMetagraph,
                     request_deserializer=kubetensor_dot_v1_dot_consensus__pb2.GetMetagraphRequest.FromString,
                     response_serializer=kubetensor_dot_v1_dot_consensus__pb2.GetMetagraphResponse.SerializeToString,
+            ),
+            'ListSettlements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSettlements,
+                    request_deserializer=kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +189,33 @@ class ConsensusService:
             '/kubetensor.v1.ConsensusService/GetMetagraph',
             kubetensor_dot_v1_dot_consensus__pb2.GetMetagraphRequest.SerializeToString,
             kubetensor_dot_v1_dot_consensus__pb2.GetMetagraphResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSettlements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ConsensusService/ListSettlements',
+            kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsRequest.SerializeToString,
+            kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,95 @@
+"""``python -m kubetensor.consensus``: the consensus process of one subnet (the only composition root).
+
+Settings (``KT_CONSENSUS_*``) -> state file -> clock, stake source, settlement sink -> service ->
+gRPC server. On SIGTERM or SIGINT: health NOT_SERVING, ``server.stop(grace)`` lets in-flight RPCs
+finish, the epoch and delivery tasks stop, the state file closes. A SIGKILL at any instant is also
+safe: every change is one SQLite transaction, and the next start resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from kubetensor.consensus.clock import WallClock
+from kubetensor.consensus.errors import ConsensusError
+from kubetensor.consensus.service import ConsensusService
+from kubetensor.consensus.servicer import SERVICE_NAME, create_server
+from kubetensor.consensus.settings import ConsensusSettings
+from kubetensor.consensus.settlementlog import LocalSettlementLog
+from kubetensor.consensus.stake import GenesisStake
+from kubetensor.consensus.store import ConsensusStore
+from kubetensor.core import grpcserver
+
+_log = logging.getLogger("kubetensor.consensus")
+
+
+def _write_ready_file(path: Path, *, address: str, port: int) -> None:
+    """Write the ready file atomically (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({"address": address, "port": port, "pid": os.getpid()}))
+    partial.replace(path)
+
+
+async def serve(settings: ConsensusSettings) -> None:
+    """Run the consensus process until SIGTERM or SIGINT."""
+    store = ConsensusStore.open(
+        settings.state_path, netuid=settings.netuid, block_ns=settings.block_ns, now_ns=time.time_ns()
+    )
+    try:
+        clock = WallClock(
+            genesis_ns=store.genesis_ns, block_ns=settings.block_ns, floor=store.highest_block()
+        )
+        service = ConsensusService(
+            config=settings.config(),
+            store=store,
+            clock=clock,
+            stake_source=GenesisStake(settings.genesis_stake),
+            sink=LocalSettlementLog(store),
+        )
+        health = grpcserver.Health([SERVICE_NAME])
+        server, port = create_server(settings, service, health=health)
+        await service.start()
+        await server.start()
+        await health.set_serving()
+        host = settings.listen.rsplit(":", 1)[0]
+        address = f"{host}:{port}"
+        _log.info(
+            "consensus for subnet %d serving on %s (block %d, state %s)",
+            settings.netuid,
+            address,
+            clock.block(),
+            settings.state_path,
+        )
+        if settings.ready_file is not None:
+            _write_ready_file(settings.ready_file, address=address, port=port)
+        received = await grpcserver.wait_for_termination()
+        _log.info("%s received: draining for up to %.1fs", received, settings.grace_seconds)
+        await health.set_not_serving()
+        await server.stop(settings.grace_seconds)
+        await service.stop()
+        _log.info("stopped")
+    finally:
+        store.close()
+
+
+def main() -> None:
+    settings = ConsensusSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(serve(settings))
+    except ConsensusError as error:
+        # A refusal to start (a state file of another subnet, ...) is one clear line, not a traceback.
+        _log.error("not starting: %s", error)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
