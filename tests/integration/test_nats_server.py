@@ -23,7 +23,7 @@ async def test_jetstream_publish_then_consume_round_trips(nats_server: NatsServe
         msgs = await sub.fetch(3, timeout=5)
         assert [m.data for m in msgs] == [b"payload-0", b"payload-1", b"payload-2"]
         for m in msgs:
-            await m.ack()
+            await m.ack_sync()  # waits for the server to record the ack
         info = await js.consumer_info("KT_HARNESS", "harness-consumer")
         assert info.num_ack_pending == 0
         assert info.delivered.stream_seq == 3
