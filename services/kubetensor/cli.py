@@ -1,4 +1,4 @@
-"""The ``kubetensor`` command: sandbox, models, yuma replay.
+"""The ``kubetensor`` command: sandbox, models, yuma replay, consensus, chain, wallet, stake.
 
 Each sub-command is a thin shell over a library module (``kubetensor.sandbox``, ``kubetensor.models``,
 ``kubetensor.consensus.replay``); errors from those are printed as one clear line and a non-zero exit
@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from kubetensor import __version__
+from kubetensor.chain.commands import chain_app, stake_app, wallet_app
 from kubetensor.core.paths import cache_root
 
 app = typer.Typer(
@@ -36,6 +37,9 @@ consensus_app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(consensus_app, name="consensus")
+app.add_typer(chain_app, name="chain")
+app.add_typer(wallet_app, name="wallet")
+app.add_typer(stake_app, name="stake")
 app.add_typer(models_app, name="models")
 app.add_typer(yuma_app, name="yuma")
 

@@ -6,11 +6,11 @@ import hashlib
 from dataclasses import replace
 
 import pytest
-from kubetensor.consensus import canonical
 from kubetensor.consensus.client import settlement_from_proto
 from kubetensor.consensus.fixed import ONE
 from kubetensor.consensus.servicer import settlement_to_proto
 from kubetensor.consensus.settlement import Settlement, SettlementEntry
+from kubetensor.core import canonical
 
 SETTLEMENT = Settlement(
     netuid=2,

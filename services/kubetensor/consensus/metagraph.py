@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from kubetensor.consensus import canonical, fixed
+from kubetensor.consensus import fixed
 from kubetensor.consensus.errors import (
     AlreadyRegisteredError,
     InvalidWeightsError,
@@ -47,6 +47,7 @@ from kubetensor.consensus.errors import (
 )
 from kubetensor.consensus.fixed import U16_MAX
 from kubetensor.consensus.yuma import EpochInputs, EpochResult
+from kubetensor.core import canonical
 
 WeightRow = tuple[tuple[int, int], ...]
 """A sparse chain row: ``(uid, u16)`` pairs sorted by uid."""

@@ -5,7 +5,7 @@ the epoch's new state, then hands it to a ``SettlementSink`` until the sink ackn
 ``Receipt``. The chain sidecar (its own issue) provides the real sink; ``settlementlog.LocalSettlementLog``
 keeps them in the service's store.
 
-The canonical encoding (``kubetensor.consensus.canonical``) of a settlement is the JSON object::
+The canonical encoding (``kubetensor.core.canonical``) of a settlement is the JSON object::
 
     {"format": "kubetensor.settlement/v1", "netuid": int, "epoch": int, "block": int,
      "metagraph_digest": hex, "weights_digest": hex, "previous_hash": hex or "",
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
-from kubetensor.consensus import canonical
 from kubetensor.consensus.metagraph import Metagraph
 from kubetensor.consensus.yuma import EpochResult
+from kubetensor.core import canonical
 
 FORMAT = "kubetensor.settlement/v1"
 

@@ -22,24 +22,81 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from kubetensor.v1 import common_pb2 as kubetensor_dot_v1_dot_common__pb2
 from kubetensor.v1 import consensus_pb2 as kubetensor_dot_v1_dot_consensus__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kubetensor/v1/chain.proto\x12\rkubetensor.v1\x1a\x1dkubetensor/v1/consensus.proto\"H\n\x17SubmitSettlementRequest\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\"M\n\x18SubmitSettlementResponse\x12\x31\n\x07receipt\x18\x01 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt\"5\n\x14GetSettlementRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"y\n\x15GetSettlementResponse\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\x12\x31\n\x07receipt\x18\x02 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt2\xcf\x01\n\x0c\x43hainService\x12\x63\n\x10SubmitSettlement\x12&.kubetensor.v1.SubmitSettlementRequest\x1a\'.kubetensor.v1.SubmitSettlementResponse\x12Z\n\rGetSettlement\x12#.kubetensor.v1.GetSettlementRequest\x1a$.kubetensor.v1.GetSettlementResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kubetensor/v1/chain.proto\x12\rkubetensor.v1\x1a\x1akubetensor/v1/common.proto\x1a\x1dkubetensor/v1/consensus.proto\"u\n\x17SubmitSettlementRequest\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\x12+\n\tsignature\x18\x02 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"M\n\x18SubmitSettlementResponse\x12\x31\n\x07receipt\x18\x01 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt\"5\n\x14GetSettlementRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"w\n\x06\x43redit\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x12\n\namount_rao\x18\x02 \x01(\x04\x12+\n\x06reason\x18\x03 \x01(\x0e\x32\x1b.kubetensor.v1.CreditReason\x12\x0e\n\x06hotkey\x18\x04 \x01(\t\x12\x0b\n\x03uid\x18\x05 \x01(\r\"\xa1\x01\n\x15GetSettlementResponse\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\x12\x31\n\x07receipt\x18\x02 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt\x12&\n\x07\x63redits\x18\x03 \x03(\x0b\x32\x15.kubetensor.v1.Credit\"\xb9\x01\n\x05\x42lock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\x13\n\x0bparent_hash\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x04\x12\x11\n\tauthority\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x19\n\x11transaction_count\x18\x08 \x01(\r\x12\x18\n\x10settlement_count\x18\t \x01(\r\"!\n\x0fGetBlockRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\"7\n\x10GetBlockResponse\x12#\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x14.kubetensor.v1.Block\"+\n\x13StreamBlocksRequest\x12\x14\n\x0cstart_height\x18\x01 \x01(\x04\";\n\x14StreamBlocksResponse\x12#\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x14.kubetensor.v1.Block\"\x15\n\x13GetChainInfoRequest\"x\n\x14GetChainInfoResponse\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x11\n\thead_hash\x18\x02 \x01(\t\x12\x14\n\x0cgenesis_hash\x18\x03 \x01(\t\x12\x11\n\tauthority\x18\x04 \x01(\t\x12\x14\n\x0cissuance_rao\x18\x05 \x01(\x04\"$\n\x11GetBalanceRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\"Z\n\x12GetBalanceResponse\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x10\n\x08\x66ree_rao\x18\x02 \x01(\x04\x12\x12\n\nstaked_rao\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x04\"C\n\rStakePosition\x12\x0e\n\x06hotkey\x18\x01 \x01(\t\x12\x0f\n\x07\x63oldkey\x18\x02 \x01(\t\x12\x11\n\tstake_rao\x18\x03 \x01(\x04\"~\n\x0bHotkeyStake\x12\x0e\n\x06hotkey\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0c\n\x04take\x18\x03 \x01(\r\x12\x11\n\ttotal_rao\x18\x04 \x01(\x04\x12/\n\tpositions\x18\x05 \x03(\x0b\x32\x1c.kubetensor.v1.StakePosition\")\n\x16GetHotkeyStakesRequest\x12\x0f\n\x07hotkeys\x18\x01 \x03(\t\"E\n\x17GetHotkeyStakesResponse\x12*\n\x06stakes\x18\x01 \x03(\x0b\x32\x1a.kubetensor.v1.HotkeyStake\"*\n\x17GetColdkeyStakesRequest\x12\x0f\n\x07\x63oldkey\x18\x01 \x01(\t\"^\n\x18GetColdkeyStakesResponse\x12/\n\tpositions\x18\x01 \x03(\x0b\x32\x1c.kubetensor.v1.StakePosition\x12\x11\n\ttotal_rao\x18\x02 \x01(\x04\"=\n\x12TransactionReceipt\x12\r\n\x05\x62lock\x18\x01 \x01(\x04\x12\x18\n\x10transaction_hash\x18\x02 \x01(\t\"\xa8\x01\n\x15RegisterHotkeyRequest\x12\x0f\n\x07\x63oldkey\x18\x01 \x01(\t\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x04\x12+\n\tsignature\x18\x04 \x01(\x0b\x32\x18.kubetensor.v1.Signature\x12\x32\n\x10hotkey_signature\x18\x05 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"L\n\x16RegisterHotkeyResponse\x12\x32\n\x07receipt\x18\x01 \x01(\x0b\x32!.kubetensor.v1.TransactionReceipt\"t\n\x15RegisterSubnetRequest\x12\x0f\n\x07\x63oldkey\x18\x01 \x01(\t\x12\x0e\n\x06netuid\x18\x02 \x01(\r\x12\r\n\x05nonce\x18\x03 \x01(\x04\x12+\n\tsignature\x18\x04 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"L\n\x16RegisterSubnetResponse\x12\x32\n\x07receipt\x18\x01 \x01(\x0b\x32!.kubetensor.v1.TransactionReceipt\"\x82\x01\n\x0f\x41\x64\x64StakeRequest\x12\x0f\n\x07\x63oldkey\x18\x01 \x01(\t\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\x12\n\namount_rao\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x04\x12+\n\tsignature\x18\x05 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"F\n\x10\x41\x64\x64StakeResponse\x12\x32\n\x07receipt\x18\x01 \x01(\x0b\x32!.kubetensor.v1.TransactionReceipt\"\x85\x01\n\x12RemoveStakeRequest\x12\x0f\n\x07\x63oldkey\x18\x01 \x01(\t\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\x12\n\namount_rao\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x04\x12+\n\tsignature\x18\x05 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"I\n\x13RemoveStakeResponse\x12\x32\n\x07receipt\x18\x01 \x01(\x0b\x32!.kubetensor.v1.TransactionReceipt\"\x83\x01\n\x16SetDelegateTakeRequest\x12\x0f\n\x07\x63oldkey\x18\x01 \x01(\t\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\x0c\n\x04take\x18\x03 \x01(\r\x12\r\n\x05nonce\x18\x04 \x01(\x04\x12+\n\tsignature\x18\x05 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"M\n\x17SetDelegateTakeResponse\x12\x32\n\x07receipt\x18\x01 \x01(\x0b\x32!.kubetensor.v1.TransactionReceipt*\x9b\x01\n\x0c\x43reditReason\x12\x1d\n\x19\x43REDIT_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43REDIT_REASON_OWNER_CUT\x10\x01\x12\x1b\n\x17\x43REDIT_REASON_INCENTIVE\x10\x02\x12\x16\n\x12\x43REDIT_REASON_TAKE\x10\x03\x12\x1a\n\x16\x43REDIT_REASON_DIVIDEND\x10\x04\x32\x8f\n\n\x0c\x43hainService\x12\x63\n\x10SubmitSettlement\x12&.kubetensor.v1.SubmitSettlementRequest\x1a\'.kubetensor.v1.SubmitSettlementResponse\x12Z\n\rGetSettlement\x12#.kubetensor.v1.GetSettlementRequest\x1a$.kubetensor.v1.GetSettlementResponse\x12`\n\x0fListSettlements\x12%.kubetensor.v1.ListSettlementsRequest\x1a&.kubetensor.v1.ListSettlementsResponse\x12K\n\x08GetBlock\x12\x1e.kubetensor.v1.GetBlockRequest\x1a\x1f.kubetensor.v1.GetBlockResponse\x12Y\n\x0cStreamBlocks\x12\".kubetensor.v1.StreamBlocksRequest\x1a#.kubetensor.v1.StreamBlocksResponse0\x01\x12W\n\x0cGetChainInfo\x12\".kubetensor.v1.GetChainInfoRequest\x1a#.kubetensor.v1.GetChainInfoResponse\x12Q\n\nGetBalance\x12 .kubetensor.v1.GetBalanceRequest\x1a!.kubetensor.v1.GetBalanceResponse\x12`\n\x0fGetHotkeyStakes\x12%.kubetensor.v1.GetHotkeyStakesRequest\x1a&.kubetensor.v1.GetHotkeyStakesResponse\x12\x63\n\x10GetColdkeyStakes\x12&.kubetensor.v1.GetColdkeyStakesRequest\x1a\'.kubetensor.v1.GetColdkeyStakesResponse\x12]\n\x0eRegisterHotkey\x12$.kubetensor.v1.RegisterHotkeyRequest\x1a%.kubetensor.v1.RegisterHotkeyResponse\x12]\n\x0eRegisterSubnet\x12$.kubetensor.v1.RegisterSubnetRequest\x1a%.kubetensor.v1.RegisterSubnetResponse\x12K\n\x08\x41\x64\x64Stake\x12\x1e.kubetensor.v1.AddStakeRequest\x1a\x1f.kubetensor.v1.AddStakeResponse\x12T\n\x0bRemoveStake\x12!.kubetensor.v1.RemoveStakeRequest\x1a\".kubetensor.v1.RemoveStakeResponse\x12`\n\x0fSetDelegateTake\x12%.kubetensor.v1.SetDelegateTakeRequest\x1a&.kubetensor.v1.SetDelegateTakeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kubetensor.v1.chain_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITSETTLEMENTREQUEST']._serialized_start=75
-  _globals['_SUBMITSETTLEMENTREQUEST']._serialized_end=147
-  _globals['_SUBMITSETTLEMENTRESPONSE']._serialized_start=149
-  _globals['_SUBMITSETTLEMENTRESPONSE']._serialized_end=226
-  _globals['_GETSETTLEMENTREQUEST']._serialized_start=228
-  _globals['_GETSETTLEMENTREQUEST']._serialized_end=281
-  _globals['_GETSETTLEMENTRESPONSE']._serialized_start=283
-  _globals['_GETSETTLEMENTRESPONSE']._serialized_end=404
-  _globals['_CHAINSERVICE']._serialized_start=407
-  _globals['_CHAINSERVICE']._serialized_end=614
+  _globals['_CREDITREASON']._serialized_start=2891
+  _globals['_CREDITREASON']._serialized_end=3046
+  _globals['_SUBMITSETTLEMENTREQUEST']._serialized_start=103
+  _globals['_SUBMITSETTLEMENTREQUEST']._serialized_end=220
+  _globals['_SUBMITSETTLEMENTRESPONSE']._serialized_start=222
+  _globals['_SUBMITSETTLEMENTRESPONSE']._serialized_end=299
+  _globals['_GETSETTLEMENTREQUEST']._serialized_start=301
+  _globals['_GETSETTLEMENTREQUEST']._serialized_end=354
+  _globals['_CREDIT']._serialized_start=356
+  _globals['_CREDIT']._serialized_end=475
+  _globals['_GETSETTLEMENTRESPONSE']._serialized_start=478
+  _globals['_GETSETTLEMENTRESPONSE']._serialized_end=639
+  _globals['_BLOCK']._serialized_start=642
+  _globals['_BLOCK']._serialized_end=827
+  _globals['_GETBLOCKREQUEST']._serialized_start=829
+  _globals['_GETBLOCKREQUEST']._serialized_end=862
+  _globals['_GETBLOCKRESPONSE']._serialized_start=864
+  _globals['_GETBLOCKRESPONSE']._serialized_end=919
+  _globals['_STREAMBLOCKSREQUEST']._serialized_start=921
+  _globals['_STREAMBLOCKSREQUEST']._serialized_end=964
+  _globals['_STREAMBLOCKSRESPONSE']._serialized_start=966
+  _globals['_STREAMBLOCKSRESPONSE']._serialized_end=1025
+  _globals['_GETCHAININFOREQUEST']._serialized_start=1027
+  _globals['_GETCHAININFOREQUEST']._serialized_end=1048
+  _globals['_GETCHAININFORESPONSE']._serialized_start=1050
+  _globals['_GETCHAININFORESPONSE']._serialized_end=1170
+  _globals['_GETBALANCEREQUEST']._serialized_start=1172
+  _globals['_GETBALANCEREQUEST']._serialized_end=1208
+  _globals['_GETBALANCERESPONSE']._serialized_start=1210
+  _globals['_GETBALANCERESPONSE']._serialized_end=1300
+  _globals['_STAKEPOSITION']._serialized_start=1302
+  _globals['_STAKEPOSITION']._serialized_end=1369
+  _globals['_HOTKEYSTAKE']._serialized_start=1371
+  _globals['_HOTKEYSTAKE']._serialized_end=1497
+  _globals['_GETHOTKEYSTAKESREQUEST']._serialized_start=1499
+  _globals['_GETHOTKEYSTAKESREQUEST']._serialized_end=1540
+  _globals['_GETHOTKEYSTAKESRESPONSE']._serialized_start=1542
+  _globals['_GETHOTKEYSTAKESRESPONSE']._serialized_end=1611
+  _globals['_GETCOLDKEYSTAKESREQUEST']._serialized_start=1613
+  _globals['_GETCOLDKEYSTAKESREQUEST']._serialized_end=1655
+  _globals['_GETCOLDKEYSTAKESRESPONSE']._serialized_start=1657
+  _globals['_GETCOLDKEYSTAKESRESPONSE']._serialized_end=1751
+  _globals['_TRANSACTIONRECEIPT']._serialized_start=1753
+  _globals['_TRANSACTIONRECEIPT']._serialized_end=1814
+  _globals['_REGISTERHOTKEYREQUEST']._serialized_start=1817
+  _globals['_REGISTERHOTKEYREQUEST']._serialized_end=1985
+  _globals['_REGISTERHOTKEYRESPONSE']._serialized_start=1987
+  _globals['_REGISTERHOTKEYRESPONSE']._serialized_end=2063
+  _globals['_REGISTERSUBNETREQUEST']._serialized_start=2065
+  _globals['_REGISTERSUBNETREQUEST']._serialized_end=2181
+  _globals['_REGISTERSUBNETRESPONSE']._serialized_start=2183
+  _globals['_REGISTERSUBNETRESPONSE']._serialized_end=2259
+  _globals['_ADDSTAKEREQUEST']._serialized_start=2262
+  _globals['_ADDSTAKEREQUEST']._serialized_end=2392
+  _globals['_ADDSTAKERESPONSE']._serialized_start=2394
+  _globals['_ADDSTAKERESPONSE']._serialized_end=2464
+  _globals['_REMOVESTAKEREQUEST']._serialized_start=2467
+  _globals['_REMOVESTAKEREQUEST']._serialized_end=2600
+  _globals['_REMOVESTAKERESPONSE']._serialized_start=2602
+  _globals['_REMOVESTAKERESPONSE']._serialized_end=2675
+  _globals['_SETDELEGATETAKEREQUEST']._serialized_start=2678
+  _globals['_SETDELEGATETAKEREQUEST']._serialized_end=2809
+  _globals['_SETDELEGATETAKERESPONSE']._serialized_start=2811
+  _globals['_SETDELEGATETAKERESPONSE']._serialized_end=2888
+  _globals['_CHAINSERVICE']._serialized_start=3049
+  _globals['_CHAINSERVICE']._serialized_end=4344
 # @@protoc_insertion_point(module_scope)

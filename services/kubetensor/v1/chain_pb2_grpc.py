@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from kubetensor.v1 import chain_pb2 as kubetensor_dot_v1_dot_chain__pb2
+from kubetensor.v1 import consensus_pb2 as kubetensor_dot_v1_dot_consensus__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -44,19 +45,156 @@ class ChainServiceStub:
                 request_serializer=kubetensor_dot_v1_dot_chain__pb2.GetSettlementRequest.SerializeToString,
                 response_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetSettlementResponse.FromString,
                 _registered_method=True)
+        self.ListSettlements = channel.unary_unary(
+                '/kubetensor.v1.ChainService/ListSettlements',
+                request_serializer=kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsResponse.FromString,
+                _registered_method=True)
+        self.GetBlock = channel.unary_unary(
+                '/kubetensor.v1.ChainService/GetBlock',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.GetBlockRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetBlockResponse.FromString,
+                _registered_method=True)
+        self.StreamBlocks = channel.unary_stream(
+                '/kubetensor.v1.ChainService/StreamBlocks',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.StreamBlocksRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.StreamBlocksResponse.FromString,
+                _registered_method=True)
+        self.GetChainInfo = channel.unary_unary(
+                '/kubetensor.v1.ChainService/GetChainInfo',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.GetChainInfoRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetChainInfoResponse.FromString,
+                _registered_method=True)
+        self.GetBalance = channel.unary_unary(
+                '/kubetensor.v1.ChainService/GetBalance',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.GetBalanceRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetBalanceResponse.FromString,
+                _registered_method=True)
+        self.GetHotkeyStakes = channel.unary_unary(
+                '/kubetensor.v1.ChainService/GetHotkeyStakes',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.GetHotkeyStakesRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetHotkeyStakesResponse.FromString,
+                _registered_method=True)
+        self.GetColdkeyStakes = channel.unary_unary(
+                '/kubetensor.v1.ChainService/GetColdkeyStakes',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.GetColdkeyStakesRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetColdkeyStakesResponse.FromString,
+                _registered_method=True)
+        self.RegisterHotkey = channel.unary_unary(
+                '/kubetensor.v1.ChainService/RegisterHotkey',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.RegisterHotkeyRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.RegisterHotkeyResponse.FromString,
+                _registered_method=True)
+        self.RegisterSubnet = channel.unary_unary(
+                '/kubetensor.v1.ChainService/RegisterSubnet',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.RegisterSubnetRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.RegisterSubnetResponse.FromString,
+                _registered_method=True)
+        self.AddStake = channel.unary_unary(
+                '/kubetensor.v1.ChainService/AddStake',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.AddStakeRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.AddStakeResponse.FromString,
+                _registered_method=True)
+        self.RemoveStake = channel.unary_unary(
+                '/kubetensor.v1.ChainService/RemoveStake',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.RemoveStakeRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.RemoveStakeResponse.FromString,
+                _registered_method=True)
+        self.SetDelegateTake = channel.unary_unary(
+                '/kubetensor.v1.ChainService/SetDelegateTake',
+                request_serializer=kubetensor_dot_v1_dot_chain__pb2.SetDelegateTakeRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_chain__pb2.SetDelegateTakeResponse.FromString,
+                _registered_method=True)
 
 
 class ChainServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def SubmitSettlement(self, request, context):
-        """Idempotent by (netuid, epoch): the same settlement again returns the original receipt.
+        """Idempotent by (netuid, epoch): the same settlement again returns the original receipt. A subnet's
+        first recorded settlement may have any epoch; each later one must be the next epoch and carry the
+        previous one's hash as previous_hash. Its emission is credited as docs/chain.md describes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSettlement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSettlements(self, request, context):
+        """Recorded settlements of one subnet in epoch order (receipts always set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBlock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamBlocks(self, request, context):
+        """Blocks from start_height on, then each new block as it is committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetChainInfo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBalance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHotkeyStakes(self, request, context):
+        """The stake source of the consensus service: total stake per hotkey, with its positions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetColdkeyStakes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterHotkey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterSubnet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddStake(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveStake(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDelegateTake(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,6 +212,66 @@ def add_ChainServiceServicer_to_server(servicer, server):
                     servicer.GetSettlement,
                     request_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetSettlementRequest.FromString,
                     response_serializer=kubetensor_dot_v1_dot_chain__pb2.GetSettlementResponse.SerializeToString,
+            ),
+            'ListSettlements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSettlements,
+                    request_deserializer=kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsResponse.SerializeToString,
+            ),
+            'GetBlock': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBlock,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetBlockRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.GetBlockResponse.SerializeToString,
+            ),
+            'StreamBlocks': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamBlocks,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.StreamBlocksRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.StreamBlocksResponse.SerializeToString,
+            ),
+            'GetChainInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChainInfo,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetChainInfoRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.GetChainInfoResponse.SerializeToString,
+            ),
+            'GetBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalance,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetBalanceRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'GetHotkeyStakes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHotkeyStakes,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetHotkeyStakesRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.GetHotkeyStakesResponse.SerializeToString,
+            ),
+            'GetColdkeyStakes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetColdkeyStakes,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.GetColdkeyStakesRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.GetColdkeyStakesResponse.SerializeToString,
+            ),
+            'RegisterHotkey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterHotkey,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.RegisterHotkeyRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.RegisterHotkeyResponse.SerializeToString,
+            ),
+            'RegisterSubnet': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterSubnet,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.RegisterSubnetRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.RegisterSubnetResponse.SerializeToString,
+            ),
+            'AddStake': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddStake,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.AddStakeRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.AddStakeResponse.SerializeToString,
+            ),
+            'RemoveStake': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveStake,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.RemoveStakeRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.RemoveStakeResponse.SerializeToString,
+            ),
+            'SetDelegateTake': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDelegateTake,
+                    request_deserializer=kubetensor_dot_v1_dot_chain__pb2.SetDelegateTakeRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_chain__pb2.SetDelegateTakeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +328,330 @@ class ChainService:
             '/kubetensor.v1.ChainService/GetSettlement',
             kubetensor_dot_v1_dot_chain__pb2.GetSettlementRequest.SerializeToString,
             kubetensor_dot_v1_dot_chain__pb2.GetSettlementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSettlements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/ListSettlements',
+            kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsRequest.SerializeToString,
+            kubetensor_dot_v1_dot_consensus__pb2.ListSettlementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBlock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/GetBlock',
+            kubetensor_dot_v1_dot_chain__pb2.GetBlockRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.GetBlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/StreamBlocks',
+            kubetensor_dot_v1_dot_chain__pb2.StreamBlocksRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.StreamBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChainInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/GetChainInfo',
+            kubetensor_dot_v1_dot_chain__pb2.GetChainInfoRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.GetChainInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/GetBalance',
+            kubetensor_dot_v1_dot_chain__pb2.GetBalanceRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHotkeyStakes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/GetHotkeyStakes',
+            kubetensor_dot_v1_dot_chain__pb2.GetHotkeyStakesRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.GetHotkeyStakesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetColdkeyStakes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/GetColdkeyStakes',
+            kubetensor_dot_v1_dot_chain__pb2.GetColdkeyStakesRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.GetColdkeyStakesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterHotkey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/RegisterHotkey',
+            kubetensor_dot_v1_dot_chain__pb2.RegisterHotkeyRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.RegisterHotkeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterSubnet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/RegisterSubnet',
+            kubetensor_dot_v1_dot_chain__pb2.RegisterSubnetRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.RegisterSubnetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddStake(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/AddStake',
+            kubetensor_dot_v1_dot_chain__pb2.AddStakeRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.AddStakeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveStake(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/RemoveStake',
+            kubetensor_dot_v1_dot_chain__pb2.RemoveStakeRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.RemoveStakeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDelegateTake(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ChainService/SetDelegateTake',
+            kubetensor_dot_v1_dot_chain__pb2.SetDelegateTakeRequest.SerializeToString,
+            kubetensor_dot_v1_dot_chain__pb2.SetDelegateTakeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,10 +1,12 @@
-"""The canonical byte encoding that consensus hashes (metagraph, weights and settlement digests).
+"""The canonical byte encoding every kubetensor hash and signature covers (settlements, blocks, digests).
 
-Called by ``metagraph`` and ``settlement``. Hashes must be reproducible by anyone, in any language,
-from the values alone, so the encoding is plain canonical JSON: UTF-8 (ASCII-escaped), object keys
-sorted, no whitespace, and only integers, strings, booleans, null, arrays and objects. Floats are
-refused: every quantity that is hashed is an integer (rao, blocks, u16 storage values, raw I32F32
-fixed-point values), so no float formatting question can ever change a hash.
+Called by the consensus service (metagraph, weights and settlement digests) and the chain sidecar
+(blocks, settlements, transaction fields): a settlement hash computed on either side must agree, so there
+is exactly one definition, here. Hashes must be reproducible by anyone, in any language, from the values
+alone, so the encoding is plain canonical JSON: UTF-8 (ASCII-escaped), object keys sorted, no whitespace,
+and only integers, strings, booleans, null, arrays and objects. Floats are refused: every quantity that is
+hashed is an integer (rao, blocks, u16 storage values, raw I32F32 fixed-point values), so no float
+formatting question can ever change a hash.
 """
 
 from __future__ import annotations
