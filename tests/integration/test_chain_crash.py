@@ -35,12 +35,13 @@ SETTLEMENT_NETUID = 7
 class ChainProcess:
     """One run of the chain sidecar on a ledger; its output goes to a log file."""
 
-    def __init__(self, workdir: Path, *, run: int) -> None:
+    def __init__(self, workdir: Path, *, run: int, balances: dict[str, int] | None = None) -> None:
         self.ledger = workdir / "ledger.sqlite3"
         self.ready = workdir / "ready.json"
         self.log = workdir / f"chain-{run}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("KT_CHAIN_")}
-        balances = {key.hotkey: 1_000 * TAO for key in (*WORKERS, OWNER)}
+        if balances is None:
+            balances = {key.hotkey: 1_000 * TAO for key in (*WORKERS, OWNER)}
         env.update(
             {
                 "KT_CHAIN_LISTEN": "127.0.0.1:0",

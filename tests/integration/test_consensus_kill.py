@@ -30,7 +30,9 @@ EPOCH_WAIT_SECONDS = 60.0
 class ConsensusProcess:
     """One run of the consensus process on a state file; its output goes to a log file."""
 
-    def __init__(self, workdir: Path, *, run: int, netuid: int = NETUID) -> None:
+    def __init__(
+        self, workdir: Path, *, run: int, netuid: int = NETUID, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.state = workdir / "state.sqlite3"
         self.ready = workdir / "ready.json"
         self.log = workdir / f"consensus-{run}.log"
@@ -48,6 +50,7 @@ class ConsensusProcess:
                 "KT_CONSENSUS_RETRY_SECONDS": "0.05",
                 "KT_CONSENSUS_GRACE_SECONDS": "2",
                 "KT_CONSENSUS_GENESIS_STAKE": json.dumps(GENESIS),
+                **(extra_env or {}),
             }
         )
         self.ready.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """``python -m kubetensor.consensus``: the consensus process of one subnet (the only composition root).
 
-Settings (``KT_CONSENSUS_*``) -> state file -> clock, stake source, settlement sink -> service ->
+Settings (``KT_CONSENSUS_*``) -> state file -> clock, stake source and settlement sink (the chain
+sidecar when ``KT_CONSENSUS_CHAIN_ADDRESS`` is set, else genesis stake and the local log) -> service ->
 gRPC server. On SIGTERM or SIGINT: health NOT_SERVING, ``server.stop(grace)`` lets in-flight RPCs
 finish, the epoch and delivery tasks stop, the state file closes. A SIGKILL at any instant is also
 safe: every change is one SQLite transaction, and the next start resumes from the last one.
@@ -15,13 +16,15 @@ import os
 import time
 from pathlib import Path
 
+from kubetensor.consensus.chainclient import ChainSidecar
 from kubetensor.consensus.clock import WallClock
 from kubetensor.consensus.errors import ConsensusError
 from kubetensor.consensus.service import ConsensusService
 from kubetensor.consensus.servicer import SERVICE_NAME, create_server
 from kubetensor.consensus.settings import ConsensusSettings
+from kubetensor.consensus.settlement import SettlementSink
 from kubetensor.consensus.settlementlog import LocalSettlementLog
-from kubetensor.consensus.stake import GenesisStake
+from kubetensor.consensus.stake import GenesisStake, StakeSource
 from kubetensor.consensus.store import ConsensusStore
 from kubetensor.core import grpcserver
 
@@ -45,12 +48,11 @@ async def serve(settings: ConsensusSettings) -> None:
         clock = WallClock(
             genesis_ns=store.genesis_ns, block_ns=settings.block_ns, floor=store.highest_block()
         )
+        sidecar = ChainSidecar.connect(settings.chain_address) if settings.chain_address else None
+        stake_source: StakeSource = sidecar if sidecar else GenesisStake(settings.genesis_stake)
+        sink: SettlementSink = sidecar if sidecar else LocalSettlementLog(store)
         service = ConsensusService(
-            config=settings.config(),
-            store=store,
-            clock=clock,
-            stake_source=GenesisStake(settings.genesis_stake),
-            sink=LocalSettlementLog(store),
+            config=settings.config(), store=store, clock=clock, stake_source=stake_source, sink=sink
         )
         health = grpcserver.Health([SERVICE_NAME])
         server, port = create_server(settings, service, health=health)
@@ -73,6 +75,8 @@ async def serve(settings: ConsensusSettings) -> None:
         await health.set_not_serving()
         await server.stop(settings.grace_seconds)
         await service.stop()
+        if sidecar is not None:
+            await sidecar.close()
         _log.info("stopped")
     finally:
         store.close()

@@ -100,7 +100,11 @@ class ConsensusSettings(BaseSettings):
 
     # -- stake ----------------------------------------------------------------------------------------
     genesis_stake: dict[str, Rao] = Field(default_factory=dict)
-    """Stake in rao per hotkey (hex), applied when that hotkey registers (until the chain sidecar)."""
+    """Stake in rao per hotkey (hex) when no chain sidecar is configured (``chain_address`` unset)."""
+
+    chain_address: str | None = None
+    """host:port of the chain sidecar. When set, stake is read from its ledger and every settlement is
+    submitted to it; when unset, ``genesis_stake`` is the stake and settlements stay in the local log."""
 
     @field_validator("genesis_stake")
     @classmethod

@@ -1,9 +1,9 @@
 """Where the consensus service reads each hotkey's stake: the ``StakeSource`` protocol and its genesis form.
 
 ``ConsensusService`` asks its ``StakeSource`` when a hotkey registers and before every epoch, and stores
-the answer in the metagraph (so a restart resumes with the stake the last epoch used). Until the chain
-sidecar issue provides a source backed by the ledger, ``__main__`` composes ``GenesisStake``: the
-fixed allocation ``KT_CONSENSUS_GENESIS_STAKE`` (hotkey hex -> rao).
+the answer in the metagraph (so a restart resumes with the stake the last epoch used). With a chain
+sidecar configured, ``__main__`` composes ``chainclient.ChainSidecar`` (stake from the ledger); without
+one, ``GenesisStake``: the fixed allocation ``KT_CONSENSUS_GENESIS_STAKE`` (hotkey hex -> rao).
 """
 
 from __future__ import annotations
