@@ -15,8 +15,9 @@ help: ## List the targets
 setup: tools venv models ## Build/install everything (tools, .venv, models); each step is cached
 
 .PHONY: tools
-tools: ## Build the pinned Go tools (kube-apiserver, etcd, kwok, helm, nats-server, ...) once into the cache
+tools: ## Build the pinned Go tools (kube-apiserver, etcd, kwok, helm, nats-server) and npm tools (solc, anvil) once
 	@bash tools/build.sh
+	@bash tools/npm-tools.sh
 
 .PHONY: venv
 venv: ## Create .venv (Python 3.11, pinned requirements/lock.txt, vLLM CPU build, kubetensor editable)

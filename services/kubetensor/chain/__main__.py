@@ -1,10 +1,13 @@
 """``python -m kubetensor.chain``: the chain sidecar process (the only composition root).
 
 Settings (``KT_CHAIN_*``) -> authority key file (generated 0600 when absent) -> ledger (genesis block on
-first start) -> ``ChainService`` -> gRPC server. On SIGTERM or SIGINT: health NOT_SERVING,
-``server.stop(grace)`` lets in-flight RPCs finish, the writer commits what is queued, the ledger
-closes. A SIGKILL at any instant is also safe: a block is one SQLite transaction, fsynced before any
-write it holds is acknowledged, and the next start resumes from the last committed block.
+first start) -> ``ChainService`` -> with ``backend=evm``, the anchor key file, the anchor store and an
+``EvmAnchorer`` following the ledger -> gRPC server. On SIGTERM or SIGINT: health NOT_SERVING,
+``server.stop(grace)`` lets in-flight RPCs finish, the anchorer stops (what it has not anchored stays
+pending in its store for the next start), the writer commits what is queued, the ledger closes. A
+SIGKILL at any instant is also safe: a block is one SQLite transaction, fsynced before any write it
+holds is acknowledged, and the next start resumes from the last committed block (and the anchorer
+from the last block it had scanned).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubetensor.chain import keyfile
 from kubetensor.chain.errors import ChainError
@@ -21,6 +25,10 @@ from kubetensor.chain.service import ChainService
 from kubetensor.chain.servicer import SERVICE_NAME, create_server
 from kubetensor.chain.settings import ChainSettings
 from kubetensor.core import grpcserver
+
+if TYPE_CHECKING:
+    from kubetensor.chain.evm.anchorer import EvmAnchorer
+    from kubetensor.chain.evm.store import AnchorStore
 
 _log = logging.getLogger("kubetensor.chain")
 
@@ -33,6 +41,31 @@ def _write_ready_file(path: Path, *, address: str, port: int, authority: str) ->
         json.dumps({"address": address, "port": port, "pid": os.getpid(), "authority": authority})
     )
     partial.replace(path)
+
+
+def _anchorer(settings: ChainSettings, service: ChainService) -> tuple[EvmAnchorer, AnchorStore]:
+    """The evm backend's anchorer and its store (KeyFileError or EvmSetupError if they cannot be used)."""
+    # Imported here: the ledger backend does not pay web3's import time (most of a second).
+    from kubetensor.chain.evm.anchorer import EvmAnchorer
+    from kubetensor.chain.evm.contract import load_anchor_account
+    from kubetensor.chain.evm.store import AnchorStore
+
+    assert settings.evm_anchor_key_path is not None  # ChainSettings requires it with backend=evm
+    account = load_anchor_account(settings.evm_anchor_key_path)
+    store = AnchorStore.open(settings.evm_state_path, genesis_hash=service.info().genesis_hash)
+    anchorer = EvmAnchorer(
+        service=service,
+        store=store,
+        rpc_url=settings.evm_rpc_url,
+        chain_id=settings.evm_chain_id,
+        account=account,
+        contract_address=settings.evm_contract_address or None,
+        retry_initial=settings.evm_retry_initial_seconds,
+        retry_max=settings.evm_retry_max_seconds,
+        rpc_timeout=settings.evm_rpc_timeout_seconds,
+        receipt_timeout=settings.evm_receipt_timeout_seconds,
+    )
+    return anchorer, store
 
 
 async def serve(settings: ChainSettings) -> None:
@@ -52,10 +85,16 @@ async def serve(settings: ChainSettings) -> None:
         settlement_signers=settings.settlement_signers,
         max_batch=settings.max_batch,
     )
+    anchorer: EvmAnchorer | None = None
+    store: AnchorStore | None = None
     try:
+        if settings.backend == "evm":
+            anchorer, store = _anchorer(settings, service)
         health = grpcserver.Health([SERVICE_NAME])
         server, port = create_server(settings, service, health=health)
         await service.start()
+        if anchorer is not None:
+            await anchorer.start()
         await server.start()
         await health.set_serving()
         host = settings.listen.rsplit(":", 1)[0]
@@ -75,6 +114,10 @@ async def serve(settings: ChainSettings) -> None:
         await health.set_not_serving()
         await server.stop(settings.grace_seconds)
     finally:
+        if anchorer is not None:
+            await anchorer.stop()
+        if store is not None:
+            store.close()
         await service.stop()
         _log.info("stopped")
 
@@ -84,6 +127,9 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # web3 logs the full RPC URL, which may carry credentials or an API key (at INFO on disconnect,
+    # with every response at DEBUG); the anchorer logs what matters with the URL redacted.
+    logging.getLogger("web3").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         asyncio.run(serve(settings))
     except ChainError as error:  # a ledger or key file that cannot be used: say why, no traceback

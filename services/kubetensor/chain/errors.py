@@ -25,7 +25,13 @@ Hierarchy (category in brackets)::
     ├── SettlementConflictError     [AlreadyExists] a different settlement exists for (netuid, epoch)
     ├── LedgerUnavailableError      [Unavailable] the block could not be committed; nothing was recorded
     ├── LedgerStateError            (start-up, verify) the ledger file cannot be used
-    └── KeyFileError                (start-up, wallet) a key file is missing, malformed or too open
+    ├── KeyFileError                (start-up, wallet) a key file is missing, malformed or too open
+    └── EvmError                    the evm backend (never answered to a client: anchoring is background work)
+        ├── EvmUnavailableError     [Unavailable] the JSON-RPC call or the transaction failed; retried
+        ├── EvmSetupError           the node's chain id or the code at the contract address is wrong
+        └── AnchorConflictError     [AlreadyExists] the contract holds a different anchor for (netuid, epoch)
+
+Raised by ``evm.contract`` and handled by ``evm.anchorer``, which retries all but AnchorConflictError.
 """
 
 from __future__ import annotations
@@ -170,3 +176,29 @@ class LedgerStateError(ChainError):
 
 class KeyFileError(ChainError):
     """A key file (the authority's or a wallet's) is missing, malformed or readable by others."""
+
+
+class EvmError(ChainError):
+    """Base class of the evm backend's errors."""
+
+
+class EvmUnavailableError(EvmError, UnavailableError):
+    """A JSON-RPC call failed, or a transaction was not mined in time or reverted; worth retrying."""
+
+
+class EvmSetupError(EvmError):
+    """The node or the contract is not the one configured (chain id, code at the contract address)."""
+
+
+class AnchorConflictError(EvmError, AlreadyExistsError):
+    """The contract already holds a different anchor for (netuid, epoch); retrying cannot help."""
+
+    def __init__(self, *, netuid: int, epoch: int, recorded_hash: str, offered_hash: str) -> None:
+        self.netuid = netuid
+        self.epoch = epoch
+        self.recorded_hash = recorded_hash
+        self.offered_hash = offered_hash
+        super().__init__(
+            f"netuid {netuid} epoch {epoch} is anchored with settlement hash {recorded_hash[:16]}..., "
+            f"the ledger's settlement hashes to {offered_hash[:16]}..."
+        )

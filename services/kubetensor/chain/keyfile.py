@@ -27,8 +27,11 @@ def write_new(path: Path, keypair: Keypair) -> None:
         os.close(fd)
 
 
-def read(path: Path) -> Keypair:
-    """The key pair stored at ``path``; KeyFileError if it is unreadable, malformed or too open."""
+def read_text(path: Path) -> str:
+    """The stripped text of the key file ``path``; KeyFileError if it is unreadable or too open.
+
+    Also used by the evm backend for its anchor key (a secp256k1 private key in hex).
+    """
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except OSError as exc:
@@ -38,8 +41,19 @@ def read(path: Path) -> Keypair:
             f"{path}: key file mode is {mode:04o}; it must be readable by its owner only (chmod 600)"
         )
     try:
-        return Keypair.from_seed_hex(path.read_text(encoding="ascii").strip())
-    except (ValueError, UnicodeDecodeError):
+        return path.read_text(encoding="ascii").strip()
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path}: not a key file (expected 64 hex characters)") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the key file ({exc.strerror})") from None
+
+
+def read(path: Path) -> Keypair:
+    """The key pair stored at ``path``; KeyFileError if it is unreadable, malformed or too open."""
+    text = read_text(path)
+    try:
+        return Keypair.from_seed_hex(text)
+    except ValueError:
         raise KeyFileError(f"{path}: not a key file (expected 64 hex characters)") from None
 
 
