@@ -6,6 +6,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 KT := .venv/bin/kubetensor
 PYTEST_ARGS ?=
+RUN_ARGS ?=
 
 .PHONY: help
 help: ## List the targets
@@ -53,15 +54,11 @@ bench: setup ## Run the benchmarks; JSON results in tests/bench/results/
 	  echo "== $$b"; $(PY) $$b --out tests/bench/results/$$(basename $$b .py).json || exit 1; done
 
 .PHONY: run
-run: setup ## Run what exists of the network locally (today: the sandbox control plane with fake GPU nodes)
-	@$(KT) sandbox up
-	@echo
-	@echo "make run starts what exists so far: a local Kubernetes control plane with fake GPU nodes."
-	@echo "The miners, validators and consensus of the full network join it with 'kubetensor devnet up'"
-	@echo "(the network issue). Try: kubectl get nodes; stop it with 'make stop'."
+run: setup ## Run the whole network locally: NATS, consensus + chain ledger, 3 vLLM miners, 2 validators (Ctrl-C stops it)
+	@$(KT) devnet up $(RUN_ARGS)
 
 .PHONY: stop
-stop: ## Stop the sandbox started by `make run`
+stop: ## Stop a sandbox started with `kubetensor sandbox up`
 	@$(KT) sandbox down
 
 .PHONY: clean

@@ -1,4 +1,4 @@
-"""The ``kubetensor`` command: sandbox, models, yuma replay, consensus, chain, wallet, stake.
+"""The ``kubetensor`` command: devnet, sandbox, models, yuma replay, consensus, chain, wallet, stake.
 
 Each sub-command is a thin shell over a library module (``kubetensor.sandbox``, ``kubetensor.models``,
 ``kubetensor.consensus.replay``); errors from those are printed as one clear line and a non-zero exit
@@ -21,6 +21,7 @@ import typer
 from kubetensor import __version__
 from kubetensor.chain.commands import chain_app, stake_app, wallet_app
 from kubetensor.core.paths import cache_root
+from kubetensor.devnet.commands import devnet_app
 
 app = typer.Typer(
     help="kubetensor: a Bittensor-style network of machine intelligence on Kubernetes.",
@@ -40,6 +41,7 @@ app.add_typer(consensus_app, name="consensus")
 app.add_typer(chain_app, name="chain")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(stake_app, name="stake")
+app.add_typer(devnet_app, name="devnet")
 app.add_typer(models_app, name="models")
 app.add_typer(yuma_app, name="yuma")
 

@@ -10,6 +10,7 @@ nonces (checked by each service) stop it from being replayed as the same kind.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
@@ -26,7 +27,11 @@ def signing_bytes(domain: str, payload: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Keypair:
-    """An ed25519 key pair. ``hotkey`` (the hex public key) is how the network names it."""
+    """An ed25519 key pair. ``hotkey`` (the hex public key) is how the network names it.
+
+    The signing key and the public key are derived from the seed once per instance and kept (a
+    derivation costs about as much as a signature, and miners and validators sign every message).
+    """
 
     seed: bytes
 
@@ -41,16 +46,20 @@ class Keypair:
             raise ValueError(f"an ed25519 seed is 32 bytes (64 hex characters), got {len(seed)} bytes")
         return cls(seed)
 
-    @property
-    def public_key(self) -> bytes:
-        return bytes(SigningKey(self.seed).verify_key)
+    @cached_property
+    def _signing_key(self) -> SigningKey:
+        return SigningKey(self.seed)
 
-    @property
+    @cached_property
+    def public_key(self) -> bytes:
+        return bytes(self._signing_key.verify_key)
+
+    @cached_property
     def hotkey(self) -> str:
         return self.public_key.hex()
 
     def sign(self, domain: str, payload: bytes) -> bytes:
-        signed = SigningKey(self.seed).sign(signing_bytes(domain, payload))
+        signed = self._signing_key.sign(signing_bytes(domain, payload))
         return bytes(signed.signature)
 
     def __repr__(self) -> str:  # never print the seed

@@ -1,0 +1,46 @@
+"""Connecting to NATS the same way in every process (the miner, the validator, the devnet, the tests).
+
+``connect`` returns a nats.py client that reconnects forever with a short wait and logs every
+disconnect, reconnect and asynchronous error under the caller's name, so a NATS restart shows up in
+the logs and heals itself instead of killing the service. Subjects and headers are in
+``kubetensor.core.subjects``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client
+
+_log = logging.getLogger(__name__)
+
+
+async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Client:
+    """A connected client named ``name`` (shown by the NATS server's monitoring)."""
+    connected: list[Client] = []
+
+    async def on_error(error: Exception) -> None:
+        _log.warning("%s: NATS error: %s", name, error)
+
+    async def on_disconnected() -> None:
+        # A close we asked for also disconnects; only an unexpected loss is worth a warning.
+        if connected and (connected[0].is_closed or connected[0].is_draining):
+            return
+        _log.warning("%s: disconnected from NATS; reconnecting", name)
+
+    async def on_reconnected() -> None:
+        _log.info("%s: reconnected to NATS", name)
+
+    client: Client = await nats.connect(
+        url,
+        name=name,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+        connect_timeout=max(1, round(connect_timeout)),
+        reconnect_time_wait=1,
+        max_reconnect_attempts=-1,
+    )
+    connected.append(client)
+    return client

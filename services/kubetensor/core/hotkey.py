@@ -1,0 +1,37 @@
+"""Loading a process's hotkey from its settings: a hex seed (a Secret in an env var) or a seed file.
+
+Called by the miner's and the validator's ``__main__``. Exactly one of the two sources must be set;
+the error names both settings so an operator knows what to provide. The seed is never logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from kubetensor.core.keys import Keypair
+
+
+def load_hotkey(*, seed: SecretStr | None, path: Path | None, prefix: str) -> Keypair:
+    """The key pair named by ``seed`` (64 hex characters) or the file at ``path`` holding them.
+
+    ``prefix`` is the settings' environment prefix (``KT_MINER_``), used in error messages.
+    """
+    if (seed is None) == (path is None):
+        raise ValueError(
+            f"set exactly one of {prefix}HOTKEY_SEED (64 hex characters) or {prefix}HOTKEY_FILE "
+            "(a file holding them)"
+        )
+    if seed is not None:
+        text, source = seed.get_secret_value(), f"{prefix}HOTKEY_SEED"
+    else:
+        assert path is not None
+        try:
+            text, source = path.read_text(), str(path)
+        except OSError as error:
+            raise ValueError(f"{prefix}HOTKEY_FILE: cannot read {path}: {error.strerror}") from None
+    try:
+        return Keypair.from_seed_hex(text.strip())
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None

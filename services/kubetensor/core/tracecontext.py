@@ -1,0 +1,74 @@
+"""W3C trace context (``traceparent``): parse, start, continue, format. No tracing SDK needed.
+
+The validator starts a trace per round and a span per task; the miner continues the span it receives
+(``child``) and hands the result to vLLM and back to the validator in NATS headers
+(``kubetensor.core.subjects.TRACEPARENT``). Full OpenTelemetry export is a later issue; until then this
+module keeps the context flowing so that issue only has to record spans. Format (W3C Trace Context §3.2)::
+
+    traceparent: 00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>
+
+An all-zero trace-id or parent-id, a version ``ff`` or a malformed header is invalid and ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kubetensor.core.subjects import TRACEPARENT
+
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+SAMPLED = 0x01
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """One span's identity in a trace."""
+
+    trace_id: str
+    """32 lowercase hex characters, not all zero."""
+    span_id: str
+    """16 lowercase hex characters, not all zero."""
+    flags: int = SAMPLED
+
+    @classmethod
+    def start(cls, *, sampled: bool = True) -> TraceContext:
+        """A new trace with a new root span."""
+        return cls(secrets.token_hex(16), secrets.token_hex(8), SAMPLED if sampled else 0)
+
+    def child(self) -> TraceContext:
+        """A new span in the same trace, whose parent is this span."""
+        return TraceContext(self.trace_id, secrets.token_hex(8), self.flags)
+
+    @property
+    def traceparent(self) -> str:
+        """The ``traceparent`` header value of this span."""
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags:02x}"
+
+    @classmethod
+    def parse(cls, value: str | None) -> TraceContext | None:
+        """The context a ``traceparent`` value names, or None when it is absent or invalid."""
+        if not value:
+            return None
+        match = _TRACEPARENT.fullmatch(value.strip().lower())
+        if match is None:
+            return None
+        version, trace_id, span_id, flags, rest = match.groups()
+        # Version 00 has exactly four fields; a later version may append more (we read the first four).
+        if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+            return None
+        return cls(trace_id, span_id, int(flags, 16))
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str] | None) -> TraceContext | None:
+        """The context in ``headers`` (case-insensitive ``traceparent``), or None."""
+        if not headers:
+            return None
+        for name, value in headers.items():
+            if name.lower() == TRACEPARENT:
+                return cls.parse(value)
+        return None

@@ -1,0 +1,122 @@
+"""``python -m kubetensor.miner``: the miner process (the only composition root).
+
+Settings (``KT_MINER_*``) -> hotkey -> consensus client (permits) and engine client -> ``MinerService``
+-> NATS subscriber and gRPC server. Health is NOT_SERVING until the engine lists its model and the
+subscription is live. On SIGTERM or SIGINT: health NOT_SERVING, the subscription closes, in-flight
+tasks and RPCs get ``grace_seconds``, then everything closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+from kubetensor.consensus.client import ConsensusClient
+from kubetensor.core import bus, grpcserver
+from kubetensor.core.metagraphview import MetagraphView, from_response
+from kubetensor.miner.completions import CompletionsClient
+from kubetensor.miner.errors import MinerError
+from kubetensor.miner.permits import PermitCache
+from kubetensor.miner.service import MinerService
+from kubetensor.miner.servicer import SERVICE_NAME, create_server
+from kubetensor.miner.settings import MinerSettings
+from kubetensor.miner.subscriber import TaskSubscriber
+
+_log = logging.getLogger("kubetensor.miner")
+
+
+def _write_ready_file(path: Path, *, address: str, port: int, hotkey: str) -> None:
+    """Write the ready file atomically (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({"address": address, "port": port, "pid": os.getpid(), "hotkey": hotkey}))
+    partial.replace(path)
+
+
+async def serve(settings: MinerSettings) -> None:
+    """Run the miner until SIGTERM or SIGINT."""
+    keypair = settings.keypair()
+    consensus = ConsensusClient.connect(settings.consensus_address, netuid=settings.netuid, call_seconds=5.0)
+    engine = CompletionsClient(
+        base_url=settings.engine_url,
+        model=settings.engine_model,
+        api_key=settings.engine_api_key.get_secret_value() if settings.engine_api_key else None,
+        request_seconds=settings.engine_request_seconds,
+        max_connections=settings.max_concurrency,
+    )
+
+    async def fetch() -> MetagraphView:
+        return from_response(await consensus.metagraph())
+
+    permits = PermitCache(
+        fetch,
+        netuid=settings.netuid,
+        refresh_seconds=settings.permit_refresh_seconds,
+        miss_refresh_seconds=settings.permit_miss_refresh_seconds,
+    )
+    service = MinerService(
+        keypair=keypair,
+        netuid=settings.netuid,
+        engine=engine,
+        permits=permits,
+        max_concurrency=settings.max_concurrency,
+        max_ahead_ms=round(settings.max_ahead_seconds * 1000),
+        max_tokens_limit=settings.max_tokens_limit,
+    )
+    health = grpcserver.Health([SERVICE_NAME])
+    server, port = create_server(settings, service, health=health)
+    nc = None
+    subscriber = None
+    try:
+        await server.start()
+        model = await engine.wait_ready(within_seconds=settings.engine_wait_seconds)
+        await permits.start()
+        nc = await bus.connect(settings.nats_url, name=f"miner-{keypair.hotkey[:12]}")
+        subscriber = TaskSubscriber(nc, service)
+        await subscriber.start()
+        await health.set_serving()
+        address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
+        _log.info(
+            "miner %s... on subnet %d: tasks on %s, engine %s (%s), gRPC on %s",
+            keypair.hotkey[:16],
+            settings.netuid,
+            subscriber.subject,
+            settings.engine_url,
+            model,
+            address,
+        )
+        if settings.ready_file is not None:
+            _write_ready_file(settings.ready_file, address=address, port=port, hotkey=keypair.hotkey)
+        received = await grpcserver.wait_for_termination()
+        _log.info("%s received: draining for up to %.1fs", received, settings.grace_seconds)
+        await health.set_not_serving()
+    finally:
+        if subscriber is not None:
+            await subscriber.stop(grace=settings.grace_seconds)
+        await server.stop(settings.grace_seconds)
+        if nc is not None:
+            await nc.close()
+        await permits.stop()
+        await engine.close()
+        await consensus.close()
+        _log.info("stopped")
+
+
+def main() -> None:
+    settings = MinerSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(serve(settings))
+    except (MinerError, ValueError) as error:
+        # A refusal to start (no hotkey, an engine that never came up) is one clear line, not a traceback.
+        _log.error("not starting: %s", error)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The miner's domain values: a verified-on-arrival task (``Job``), its ``Answer``, and stream ``Chunk``s.
+
+Built by the edges (``subscriber`` from a NATS ``Task``, ``servicer`` from a gRPC request) and consumed
+by ``MinerService``; nothing here imports generated code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from kubetensor.core.tracecontext import TraceContext
+
+
+class Status(enum.Enum):
+    """How a task ended, as the miner reports it (``TaskStatus`` on the wire)."""
+
+    OK = "ok"
+    BUSY = "busy"
+    REFUSED = "refused"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SignedBytes:
+    """A signature and the exact bytes it must cover (the message with its signature cleared)."""
+
+    public_key: bytes
+    signature: bytes
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Job:
+    """One task from a validator, as it arrived (nothing is verified yet)."""
+
+    task_id: str
+    netuid: int
+    task_type: str
+    prompt: str
+    max_tokens: int
+    validator_hotkey: str
+    miner_hotkey: str
+    nonce: int
+    deadline_unix_ms: int
+    signed: SignedBytes
+    trace: TraceContext | None = None
+    """The miner's own span for this task (a child of the validator's, when it sent one)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The miner's answer to a ``Job``."""
+
+    task_id: str
+    validator_hotkey: str
+    status: Status
+    completion: str = ""
+    completion_tokens: int = 0
+    generation_ms: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a streamed completion; the last one carries ``finish_reason``."""
+
+    text: str
+    finish_reason: str = ""
+    """"" until the last chunk; then "stop", "length" or another engine reason."""
+    completion_tokens: int | None = None
+    """Tokens generated so far, when the engine reported usage (only on the last chunk)."""

@@ -1,0 +1,75 @@
+"""``MinerSettings``: every setting of the miner process, from ``KT_MINER_*`` variables.
+
+Loaded once by ``kubetensor.miner.__main__`` and passed down explicitly. The hotkey comes from exactly
+one of ``KT_MINER_HOTKEY_SEED`` (64 hex characters, e.g. from a Secret) or ``KT_MINER_HOTKEY_FILE``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kubetensor.core.hotkey import load_hotkey
+from kubetensor.core.keys import Keypair
+
+ENV_PREFIX = "KT_MINER_"
+
+
+class MinerSettings(BaseSettings):
+    """Settings of one miner process (one hotkey on one subnet)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", use_attribute_docstrings=True
+    )
+
+    # -- identity and network ---------------------------------------------------------------------------
+    hotkey_seed: SecretStr | None = None
+    """The hotkey's ed25519 seed, 64 hex characters (or use hotkey_file)."""
+    hotkey_file: Path | None = None
+    """A file holding the hotkey's seed as 64 hex characters (or use hotkey_seed)."""
+    netuid: int = Field(default=1, ge=1, le=65_535)
+    """The subnet this miner answers tasks on."""
+    nats_url: str = "nats://127.0.0.1:4222"
+    """NATS server URL the tasks arrive through."""
+    consensus_address: str = "127.0.0.1:50061"
+    """host:port of the subnet's consensus service (the metagraph says who holds a permit)."""
+
+    # -- engine -----------------------------------------------------------------------------------------
+    engine_url: str = "http://127.0.0.1:8000"
+    """Base URL of the OpenAI-compatible server (vLLM), without /v1."""
+    engine_model: str = ""
+    """Served model name to request ("" : the first model the server lists)."""
+    engine_api_key: SecretStr | None = None
+    """Bearer token for the engine, if it wants one."""
+    engine_request_seconds: float = Field(default=60.0, gt=0)
+    """Seconds one engine request may take before it fails."""
+    engine_wait_seconds: float = Field(default=600.0, ge=0)
+    """Seconds to wait at start for the engine to list its models (vLLM loads for a while)."""
+
+    # -- behaviour --------------------------------------------------------------------------------------
+    max_concurrency: int = Field(default=8, ge=1, le=4096)
+    """Generations at once (tasks and gRPC calls together); beyond it the answer is "busy"."""
+    max_ahead_seconds: float = Field(default=60.0, gt=0)
+    """A task deadline further ahead than this is refused (bounds the replay guard's memory)."""
+    max_tokens_limit: int = Field(default=512, ge=1)
+    """Most tokens one generation may ask for (larger requests are cut to this)."""
+    permit_refresh_seconds: float = Field(default=12.0, gt=0)
+    """Seconds between two metagraph reads for validator permits."""
+    permit_miss_refresh_seconds: float = Field(default=1.0, ge=0)
+    """A task from an unpermitted validator re-reads the metagraph at most this often, in seconds."""
+
+    # -- process ----------------------------------------------------------------------------------------
+    listen: str = "127.0.0.1:50081"
+    """gRPC listen address for Generate and health, host:port (port 0 picks one; in a pod "[::]:50081")."""
+    ready_file: Path | None = None
+    """If set, a JSON file {"address", "port", "pid", "hotkey"} written once the miner is serving."""
+    grace_seconds: float = Field(default=10.0, ge=0)
+    """Seconds in-flight tasks and RPCs get to finish after SIGTERM."""
+    log_level: str = "INFO"
+    """Python logging level name."""
+
+    def keypair(self) -> Keypair:
+        """The hotkey (ValueError naming the setting when it is missing or malformed)."""
+        return load_hotkey(seed=self.hotkey_seed, path=self.hotkey_file, prefix=ENV_PREFIX)

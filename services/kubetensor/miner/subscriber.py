@@ -1,0 +1,130 @@
+"""``TaskSubscriber``: the miner's NATS edge: decode a ``Task``, ask ``MinerService``, sign and reply.
+
+Composed by ``__main__`` and the tests. It subscribes to ``kt.<netuid>.miner.<hotkey>.task`` in the
+queue group of its hotkey (``kubetensor.core.subjects``) and translates only: wire ``Task`` -> ``Job``
+(with the signed payload, ``kubetensor.core.signing.payload``), ``Answer`` -> ``TaskResponse`` signed by
+the miner's hotkey. Each message is handled in its own task (nats.py runs one subscription's callbacks
+one after another), so slow generations never hold up the next task or a "busy" answer. The reply
+carries the miner's span as ``traceparent``, continuing the validator's trace when it sent one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from google.protobuf.message import DecodeError
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from kubetensor.core import signing, subjects
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.miner.jobs import Answer, Job, SignedBytes, Status
+from kubetensor.miner.service import MinerService
+from kubetensor.v1 import common_pb2, task_pb2
+
+_log = logging.getLogger(__name__)
+
+STATUS_TO_PROTO: dict[Status, int] = {
+    Status.OK: task_pb2.TASK_STATUS_OK,
+    Status.BUSY: task_pb2.TASK_STATUS_BUSY,
+    Status.REFUSED: task_pb2.TASK_STATUS_REFUSED,
+    Status.EXPIRED: task_pb2.TASK_STATUS_EXPIRED,
+    Status.FAILED: task_pb2.TASK_STATUS_FAILED,
+}
+
+
+def job_from_proto(task: task_pb2.Task, *, trace: TraceContext | None) -> Job:
+    """The domain job a wire task carries, with the bytes its signature must cover."""
+    return Job(
+        task_id=task.task_id,
+        netuid=task.netuid,
+        task_type=task.task_type,
+        prompt=task.prompt,
+        max_tokens=task.max_tokens,
+        validator_hotkey=task.validator_hotkey,
+        miner_hotkey=task.miner_hotkey,
+        nonce=task.nonce,
+        deadline_unix_ms=task.deadline_unix_ms,
+        signed=SignedBytes(
+            public_key=task.signature.public_key,
+            signature=task.signature.signature,
+            payload=signing.payload(task),
+        ),
+        trace=trace,
+    )
+
+
+def response_to_proto(answer: Answer, *, service: MinerService) -> task_pb2.TaskResponse:
+    """The wire response for ``answer``, signed by ``service``'s hotkey."""
+    response = task_pb2.TaskResponse(
+        task_id=answer.task_id,
+        miner_hotkey=service.hotkey,
+        completion=answer.completion,
+        completion_tokens=answer.completion_tokens,
+        generation_ms=min(answer.generation_ms, 2**32 - 1),
+        error=answer.error,
+        status=STATUS_TO_PROTO[answer.status],  # type: ignore[arg-type]
+        validator_hotkey=answer.validator_hotkey,
+    )
+    signature = service.sign(subjects.TASK_RESPONSE_DOMAIN, signing.payload(response))
+    response.signature.CopyFrom(common_pb2.Signature(public_key=service.public_key, signature=signature))
+    return response
+
+
+class TaskSubscriber:
+    """Answers the tasks addressed to one miner hotkey on one subnet."""
+
+    def __init__(self, client: Client, service: MinerService) -> None:
+        self._client = client
+        self._service = service
+        self._subscription: Subscription | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.subject = subjects.miner_tasks(service.netuid, service.hotkey)
+
+    async def start(self) -> None:
+        """Subscribe (the subscription is live on the server when this returns)."""
+        self._subscription = await self._client.subscribe(
+            self.subject, queue=subjects.miner_queue(self._service.hotkey), cb=self._on_message
+        )
+        await self._client.flush()
+
+    async def stop(self, *, grace: float) -> None:
+        """Stop taking tasks, then give the running ones ``grace`` seconds to answer."""
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None
+        if self._handlers:
+            _, pending = await asyncio.wait(set(self._handlers), timeout=grace)
+            for task in pending:
+                task.cancel()
+
+    async def _on_message(self, msg: Msg) -> None:
+        handler = asyncio.create_task(self._handle(msg))
+        self._handlers.add(handler)
+        handler.add_done_callback(self._handlers.discard)
+
+    async def _handle(self, msg: Msg) -> None:
+        if not msg.reply:
+            _log.debug("ignoring a task without a reply subject")
+            return
+        received = TraceContext.from_headers(msg.headers)
+        span = received.child() if received is not None else TraceContext.start()
+        try:
+            task = task_pb2.Task.FromString(msg.data)
+        except DecodeError:
+            answer = Answer(task_id="", validator_hotkey="", status=Status.REFUSED, error="task: not a Task")
+        else:
+            answer = await self._service.answer(job_from_proto(task, trace=span))
+        response = response_to_proto(answer, service=self._service)
+        headers = {
+            subjects.TRACEPARENT: span.traceparent,
+            subjects.MESSAGE_TYPE: subjects.TASK_RESPONSE_MESSAGE,
+        }
+        if msg.headers and subjects.TRACESTATE in msg.headers:
+            headers[subjects.TRACESTATE] = msg.headers[subjects.TRACESTATE]
+        try:
+            await self._client.publish(msg.reply, response.SerializeToString(), headers=headers)
+        except Exception as error:
+            _log.warning("could not send the answer to task %s: %s", answer.task_id, error)

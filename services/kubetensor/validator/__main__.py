@@ -1,0 +1,131 @@
+"""``python -m kubetensor.validator``: the validator process (the only composition root).
+
+Settings (``KT_VALIDATOR_*``) -> hotkey -> state file -> task plug-in -> NATS and consensus clients ->
+``ValidatorService`` -> its round loop, plus a gRPC health server. On SIGTERM or SIGINT: health
+NOT_SERVING, the round in progress gets ``grace_seconds`` to finish (its state is saved at its end),
+then everything closes. A SIGKILL loses at most the round in progress: state is saved after each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+from pathlib import Path
+
+from kubetensor.consensus.client import ConsensusClient
+from kubetensor.core import bus, grpcserver
+from kubetensor.validator.consensus import ConsensusAdapter
+from kubetensor.validator.errors import ValidatorError
+from kubetensor.validator.server import SERVICE_NAME, create_server
+from kubetensor.validator.service import ValidatorService
+from kubetensor.validator.settings import ValidatorSettings
+from kubetensor.validator.state import StateFile
+from kubetensor.validator.taskclient import MinerTaskClient
+from kubetensor.validator.tasks import default_registry
+
+_log = logging.getLogger("kubetensor.validator")
+
+
+def _write_ready_file(path: Path, *, address: str, port: int, hotkey: str) -> None:
+    """Write the ready file atomically (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({"address": address, "port": port, "pid": os.getpid(), "hotkey": hotkey}))
+    partial.replace(path)
+
+
+async def serve(settings: ValidatorSettings) -> None:
+    """Run the validator until SIGTERM or SIGINT."""
+    keypair = settings.keypair()
+    task_kind = default_registry().get(settings.task_type)
+    state_file = StateFile(settings.state_path, netuid=settings.netuid, hotkey=keypair.hotkey)
+    state = state_file.load(alpha=settings.moving_average_alpha)
+    if state.round:
+        _log.info(
+            "resuming from %s: round %d, moving averages for %d uids",
+            settings.state_path,
+            state.round,
+            len(state.averages.entries),
+        )
+    consensus = ConsensusClient.connect(settings.consensus_address, netuid=settings.netuid, call_seconds=5.0)
+    health = grpcserver.Health([SERVICE_NAME])
+    server, port = create_server(settings, health=health)
+    nc = None
+    loop_task: asyncio.Task[None] | None = None
+    stopping = asyncio.Event()
+    try:
+        nc = await bus.connect(settings.nats_url, name=f"validator-{keypair.hotkey[:12]}")
+        service = ValidatorService(
+            hotkey=keypair.hotkey,
+            netuid=settings.netuid,
+            task_kind=task_kind,
+            sender=MinerTaskClient(nc, keypair=keypair),
+            consensus=ConsensusAdapter(consensus, keypair=keypair),
+            state_file=state_file,
+            state=state,
+            task_timeout_s=settings.task_timeout_seconds,
+            sample_size=settings.sample_size,
+            latency_weight=settings.latency_weight,
+            weights_interval_s=settings.weights_interval_seconds,
+            retry_s=settings.weights_retry_seconds,
+            vpermit_stake_limit_rao=settings.vpermit_stake_limit_rao,
+            rng=random.Random(settings.seed),
+        )
+        await server.start()
+        loop_task = asyncio.create_task(service.run(round_interval_s=settings.round_seconds, stop=stopping))
+        await health.set_serving()
+        address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
+        _log.info(
+            "validator %s... on subnet %d (task %s): a round every %.1fs, weights every %.0fs",
+            keypair.hotkey[:16],
+            settings.netuid,
+            task_kind.name,
+            settings.round_seconds,
+            settings.weights_interval_seconds,
+        )
+        if settings.ready_file is not None:
+            _write_ready_file(settings.ready_file, address=address, port=port, hotkey=keypair.hotkey)
+        stop = asyncio.create_task(grpcserver.wait_for_termination())
+        done, _ = await asyncio.wait({stop, loop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if loop_task in done:
+            stop.cancel()
+            loop_task.result()  # the loop only ends by an error: raise it
+        _log.info(
+            "%s received: finishing the round in progress (up to %.1fs)",
+            stop.result(),
+            settings.grace_seconds,
+        )
+        await health.set_not_serving()
+        stopping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(loop_task), timeout=settings.grace_seconds)
+    finally:
+        if loop_task is not None and not loop_task.done():
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+        await server.stop(settings.grace_seconds)
+        if nc is not None:
+            await nc.close()
+        await consensus.close()
+        _log.info("stopped")
+
+
+def main() -> None:
+    settings = ValidatorSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(serve(settings))
+    except (ValidatorError, ValueError) as error:
+        _log.error("not starting: %s", error)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

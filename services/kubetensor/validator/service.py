@@ -1,0 +1,245 @@
+"""``ValidatorService``: rounds of tasks to sampled miners, scores, moving averages, weights on a cadence.
+
+Composed by ``__main__``; the tests drive ``run_round`` directly. Each round:
+
+1. reads the metagraph; without a uid or a validator permit there is nothing to do yet (miners refuse
+   tasks from validators without a permit, and an epoch grants permits by stake);
+2. samples up to ``sample_size`` miners: every other uid except those holding a permit with more than
+   ``vpermit_stake_limit_rao`` stake (Bittensor's validator template rule), drawn at random;
+3. draws one challenge from the subnet's task plug-in and sends it, as a signed task with a deadline,
+   to every sampled miner at once (``TaskSender``); the round waits at most ``task_timeout_s``, so a
+   miner that hangs or is gone costs the round nothing but its own zero;
+4. scores each reply (``scoring.task_score``: the plug-in's correctness with a latency tiebreak; any
+   failure is 0) and folds the scores into the per-uid moving averages;
+5. when ``weights_interval_s`` has passed since the last accepted weights (or ``retry_s`` since a
+   refused attempt), sets weights from the averages on the consensus service;
+6. saves the state (averages, round number, weight nonce) atomically and publishes a round report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
+
+from kubetensor.core.metagraphview import MetagraphView, NeuronView
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.validator.consensus import ConsensusPort
+from kubetensor.validator.errors import NotRegisteredError, ValidatorError
+from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask
+from kubetensor.validator.scoring import task_score
+from kubetensor.validator.state import StateFile, ValidatorState
+from kubetensor.validator.tasks import Challenge, TaskKind
+
+_log = logging.getLogger(__name__)
+
+
+class TaskSender(Protocol):
+    """Sends tasks and publishes reports (``taskclient.MinerTaskClient``, or a test double)."""
+
+    async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply: ...
+
+    async def publish_report(self, summary: RoundSummary) -> None: ...
+
+
+class ValidatorService:
+    """One validator hotkey on one subnet: see the module doc."""
+
+    def __init__(
+        self,
+        *,
+        hotkey: str,
+        netuid: int,
+        task_kind: TaskKind,
+        sender: TaskSender,
+        consensus: ConsensusPort,
+        state_file: StateFile,
+        state: ValidatorState,
+        task_timeout_s: float = 5.0,
+        sample_size: int = 16,
+        latency_weight: float = 0.05,
+        weights_interval_s: float = 60.0,
+        retry_s: float = 5.0,
+        vpermit_stake_limit_rao: int = 0,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hotkey = hotkey
+        self.netuid = netuid
+        self._kind = task_kind
+        self._sender = sender
+        self._consensus = consensus
+        self._state_file = state_file
+        self.state = state
+        self._task_timeout_s = task_timeout_s
+        self._sample_size = sample_size
+        self._latency_weight = latency_weight
+        self._weights_interval_s = weights_interval_s
+        self._retry_s = retry_s
+        self._vpermit_stake_limit_rao = vpermit_stake_limit_rao
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._next_weights_at = float("-inf")
+        self._last_nonce = 0
+        self._waiting_logged = False
+
+    # -- one round ------------------------------------------------------------------------------------
+
+    def candidates(self, view: MetagraphView) -> list[NeuronView]:
+        """The uids this validator may query: everyone but itself and the staked validators."""
+        return [
+            neuron
+            for neuron in view.neurons
+            if neuron.hotkey != self.hotkey
+            and not (neuron.validator_permit and neuron.stake_rao > self._vpermit_stake_limit_rao)
+        ]
+
+    async def run_round(self) -> RoundSummary | None:
+        """Run one round (see the module doc); None when this validator cannot query yet."""
+        view = await self._consensus.metagraph()
+        me = view.neuron(self.hotkey)
+        if me is None:
+            raise NotRegisteredError(self.hotkey, netuid=self.netuid)
+        if not me.validator_permit:
+            if not self._waiting_logged:
+                _log.info("uid %d has no validator permit yet; waiting for an epoch to grant one", me.uid)
+                self._waiting_logged = True
+            return None
+        self._waiting_logged = False
+        candidates = self.candidates(view)
+        sample = self._rng.sample(candidates, min(self._sample_size, len(candidates)))
+        started_ms = time.time_ns() // 1_000_000
+        started = time.perf_counter()
+        challenge = self._kind.challenge(self._rng)
+        trace = TraceContext.start()
+        replies = await asyncio.gather(*(self._query(neuron, challenge, trace=trace) for neuron in sample))
+        scored = self._score(sample, replies, challenge)
+        weights: tuple[tuple[int, int], ...] = ()
+        weights_block = 0
+        self.state = replace(self.state, round=self.state.round + 1)
+        if self._clock() >= self._next_weights_at:
+            weights, weights_block = await self._set_weights(view)
+        self._state_file.save(self.state)
+        summary = RoundSummary(
+            netuid=self.netuid,
+            round=self.state.round,
+            started_unix_ms=started_ms,
+            duration_s=time.perf_counter() - started,
+            scores=scored,
+            weights=weights,
+            weights_block=weights_block,
+            validator_hotkey=self.hotkey,
+        )
+        try:
+            await self._sender.publish_report(summary)
+        except Exception as error:
+            _log.warning("publishing the report of round %d failed: %s", summary.round, error)
+        return summary
+
+    async def _query(
+        self, neuron: NeuronView, challenge: Challenge, *, trace: TraceContext
+    ) -> tuple[str, Reply]:
+        task = OutgoingTask(
+            task_id=secrets.token_hex(16),
+            netuid=self.netuid,
+            task_type=self._kind.name,
+            prompt=challenge.prompt,
+            max_tokens=challenge.max_tokens,
+            miner_hotkey=neuron.hotkey,
+            nonce=self._next_nonce(),
+            deadline_unix_ms=time.time_ns() // 1_000_000 + round(self._task_timeout_s * 1000),
+        )
+        try:
+            reply = await self._sender.send(task, timeout_s=self._task_timeout_s, trace=trace.child())
+        except Exception as error:
+            # A transport failure (NATS reconnecting, ...) costs this miner this task, not the round.
+            _log.warning("sending a task to uid %d failed: %s", neuron.uid, error)
+            reply = Reply(Outcome.FAILED, self._task_timeout_s, detail=f"send failed: {error}")
+        return task.task_id, reply
+
+    def _score(
+        self, sample: list[NeuronView], replies: list[tuple[str, Reply]], challenge: Challenge
+    ) -> tuple[ScoredTask, ...]:
+        results: list[tuple[NeuronView, str, Reply, float, float]] = []
+        for neuron, (task_id, reply) in zip(sample, replies, strict=True):
+            correctness = 0.0
+            if reply.outcome is Outcome.OK:
+                try:
+                    correctness = min(max(self._kind.correctness(challenge, reply.completion), 0.0), 1.0)
+                except Exception:
+                    _log.exception("the %s scorer failed on uid %d's answer", self._kind.name, neuron.uid)
+            score = task_score(
+                correctness=correctness,
+                latency_s=reply.latency_s,
+                timeout_s=self._task_timeout_s,
+                latency_weight=self._latency_weight,
+            )
+            results.append((neuron, task_id, reply, correctness, score))
+        averages = self.state.averages.updated((n.uid, n.hotkey, score) for n, _, _, _, score in results)
+        self.state = replace(self.state, averages=averages)
+        return tuple(
+            ScoredTask(
+                task_id=task_id,
+                uid=neuron.uid,
+                hotkey=neuron.hotkey,
+                outcome=reply.outcome,
+                correctness=correctness,
+                score=score,
+                latency_s=reply.latency_s,
+                moving_average=averages.value(neuron.uid, neuron.hotkey),
+            )
+            for neuron, task_id, reply, correctness, score in results
+        )
+
+    # -- weights --------------------------------------------------------------------------------------
+
+    async def _set_weights(self, view: MetagraphView) -> tuple[tuple[tuple[int, int], ...], int]:
+        weights = self.state.averages.weights((neuron.uid, neuron.hotkey) for neuron in view.neurons)
+        if weights is None:
+            return (), 0
+        # Wall-clock nanoseconds keep nonces increasing across restarts even if a state save was lost.
+        nonce = max(time.time_ns(), self.state.weights_nonce + 1)
+        self.state = replace(self.state, weights_nonce=nonce)
+        try:
+            block = await self._consensus.set_weights(weights, nonce=nonce)
+        except ValidatorError as error:
+            _log.warning("setting weights failed (%s); retrying in %.1fs", error, self._retry_s)
+            self._next_weights_at = self._clock() + self._retry_s
+            return (), 0
+        self.state = replace(self.state, weights_set=self.state.weights_set + 1)
+        self._next_weights_at = self._clock() + self._weights_interval_s
+        _log.info("set weights at block %d: %s", block, ", ".join(f"{uid}:{w}" for uid, w in weights))
+        return tuple(weights), block
+
+    def _next_nonce(self) -> int:
+        self._last_nonce = max(time.time_ns(), self._last_nonce + 1)
+        return self._last_nonce
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    async def run(self, *, round_interval_s: float, stop: asyncio.Event | None = None) -> None:
+        """Run rounds every ``round_interval_s`` seconds until ``stop`` is set (after a whole round) or
+        the task is cancelled; round errors are logged, not fatal."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            started = self._clock()
+            try:
+                summary = await self.run_round()
+            except ValidatorError as error:
+                _log.warning("round skipped: %s", error)
+            else:
+                if summary is not None:
+                    _log.debug(
+                        "round %d: %s",
+                        summary.round,
+                        ", ".join(f"{s.uid}={s.outcome.value}:{s.score:.2f}" for s in summary.scores),
+                    )
+            pause = max(0.0, round_interval_s - (self._clock() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=pause)

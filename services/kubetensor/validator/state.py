@@ -1,0 +1,105 @@
+"""``StateFile``: the validator's moving averages and counters on disk, so a restart resumes them.
+
+Called by ``ValidatorService`` after every round (``save``) and by ``__main__`` at start (``load``).
+The file is JSON, replaced atomically (write a sibling, fsync, rename), so a crash at any instant
+leaves either the previous round's state or this one's, never half of one::
+
+    {"format": "kubetensor.validator-state/v1", "netuid": 1, "hotkey": "<hex>", "round": 42,
+     "weights_nonce": 1767..., "averages": [{"uid": 3, "hotkey": "<hex>", "value": 0.93, "count": 40}]}
+
+A file written by another hotkey or for another subnet is refused (``StateMismatchError``) rather
+than silently mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubetensor.validator.errors import StateMismatchError
+from kubetensor.validator.scoring import Average, MovingAverages
+
+FORMAT = "kubetensor.validator-state/v1"
+
+
+@dataclass(frozen=True)
+class ValidatorState:
+    """What survives a restart."""
+
+    averages: MovingAverages
+    round: int = 0
+    """Rounds completed so far."""
+    weights_nonce: int = 0
+    """The last nonce used to set weights (the next one must be larger)."""
+    weights_set: int = field(default=0)
+    """Weight sets accepted so far."""
+
+
+class StateFile:
+    """One validator's state file."""
+
+    def __init__(self, path: Path, *, netuid: int, hotkey: str) -> None:
+        self.path = path
+        self._netuid = netuid
+        self._hotkey = hotkey
+
+    def load(self, *, alpha: float) -> ValidatorState:
+        """The saved state, or a fresh one when the file does not exist."""
+        try:
+            raw: Any = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return ValidatorState(averages=MovingAverages.empty(alpha))
+        except ValueError as error:
+            raise StateMismatchError(f"{self.path}: not a validator state file ({error})") from None
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise StateMismatchError(f"{self.path}: not a {FORMAT} file")
+        if raw.get("netuid") != self._netuid or raw.get("hotkey") != self._hotkey:
+            owner = f"hotkey {str(raw.get('hotkey'))[:16]}... on subnet {raw.get('netuid')}"
+            raise StateMismatchError(
+                f"{self.path} belongs to {owner}, not {self._hotkey[:16]}... on subnet {self._netuid}"
+            )
+        try:
+            entries = {
+                int(item["uid"]): Average(
+                    hotkey=str(item["hotkey"]), value=float(item["value"]), count=int(item["count"])
+                )
+                for item in raw["averages"]
+            }
+            return ValidatorState(
+                averages=MovingAverages(alpha=alpha, entries=entries),
+                round=int(raw["round"]),
+                weights_nonce=int(raw["weights_nonce"]),
+                weights_set=int(raw.get("weights_set", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise StateMismatchError(f"{self.path}: malformed state ({error!r})") from None
+
+    def save(self, state: ValidatorState) -> None:
+        """Replace the file with ``state`` atomically and durably."""
+        document = {
+            "format": FORMAT,
+            "netuid": self._netuid,
+            "hotkey": self._hotkey,
+            "round": state.round,
+            "weights_nonce": state.weights_nonce,
+            "weights_set": state.weights_set,
+            "averages": [
+                {"uid": uid, "hotkey": entry.hotkey, "value": entry.value, "count": entry.count}
+                for uid, entry in sorted(state.averages.entries.items())
+            ],
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        with partial.open("w") as file:
+            json.dump(document, file, sort_keys=True)
+            file.flush()
+            os.fsync(file.fileno())
+        partial.replace(self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

@@ -1,0 +1,182 @@
+"""``MinerTaskClient``: the validator's NATS edge: signed tasks out, checked replies in, reports out.
+
+Composed by ``__main__`` (one per validator process) and the tests; ``ValidatorService`` calls ``send``
+for each sampled miner, concurrently, and ``publish_report`` after each round. It translates only:
+``OutgoingTask`` -> ``Task`` signed by the validator's hotkey (``kubetensor.core.signing``), sent by
+request/reply to ``kt.<netuid>.miner.<hotkey>.task`` with a ``traceparent`` header and a timeout; the
+reply -> ``Reply`` (``decode_reply``: a TaskResponse for this task, signed by that miner's hotkey, or
+the outcome that says what was wrong). Subjects and headers: ``kubetensor.core.subjects``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import nats.errors
+from google.protobuf.message import DecodeError
+from nats.aio.client import Client
+
+from kubetensor.core import keys, signing, subjects
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.v1 import common_pb2, task_pb2
+from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask
+
+_STATUS_OUTCOMES = {
+    task_pb2.TASK_STATUS_OK: Outcome.OK,
+    task_pb2.TASK_STATUS_BUSY: Outcome.BUSY,
+    task_pb2.TASK_STATUS_REFUSED: Outcome.REFUSED,
+    task_pb2.TASK_STATUS_EXPIRED: Outcome.EXPIRED,
+    task_pb2.TASK_STATUS_FAILED: Outcome.FAILED,
+}
+
+
+def task_to_proto(task: OutgoingTask, *, keypair: keys.Keypair) -> task_pb2.Task:
+    """The wire task, signed by ``keypair`` (the validator's hotkey)."""
+    message = task_pb2.Task(
+        task_id=task.task_id,
+        netuid=task.netuid,
+        task_type=task.task_type,
+        prompt=task.prompt,
+        max_tokens=task.max_tokens,
+        validator_hotkey=keypair.hotkey,
+        miner_hotkey=task.miner_hotkey,
+        nonce=task.nonce,
+        deadline_unix_ms=task.deadline_unix_ms,
+    )
+    signing.sign(message, keypair, domain=subjects.TASK_DOMAIN)
+    return message
+
+
+def decode_reply(data: bytes, *, task: OutgoingTask, validator_hotkey: str, latency_s: float) -> Reply:
+    """Check a reply's bytes: a TaskResponse to ``task``, signed by the miner it was sent to."""
+    try:
+        response = task_pb2.TaskResponse.FromString(data)
+    except DecodeError as error:
+        return Reply(Outcome.GARBAGE, latency_s, detail=f"not a TaskResponse: {error}")
+    if response.task_id != task.task_id or response.validator_hotkey != validator_hotkey:
+        return Reply(Outcome.GARBAGE, latency_s, detail="the response answers another task")
+    miner_key = bytes.fromhex(task.miner_hotkey)
+    if response.miner_hotkey != task.miner_hotkey or response.signature.public_key != miner_key:
+        return Reply(Outcome.BAD_SIGNATURE, latency_s, detail="the response is signed by another key")
+    if not keys.verify(
+        miner_key, subjects.TASK_RESPONSE_DOMAIN, signing.payload(response), response.signature.signature
+    ):
+        return Reply(Outcome.BAD_SIGNATURE, latency_s, detail="the response's signature does not verify")
+    outcome = _STATUS_OUTCOMES.get(response.status, Outcome.GARBAGE)
+    if outcome is not Outcome.OK:
+        return Reply(outcome, latency_s, detail=response.error or f"status {response.status}")
+    return Reply(Outcome.OK, latency_s, completion=response.completion)
+
+
+def report_to_proto(summary: RoundSummary, *, keypair: keys.Keypair) -> task_pb2.RoundReport:
+    """The wire round report, signed by ``keypair``."""
+    report = task_pb2.RoundReport(
+        netuid=summary.netuid,
+        validator_hotkey=keypair.hotkey,
+        round=summary.round,
+        started_unix_ms=summary.started_unix_ms,
+        duration_ms=summary.duration_s * 1000,
+        scores=[
+            task_pb2.Score(
+                task_id=scored.task_id,
+                uid=scored.uid,
+                score=scored.score,
+                latency_ms=scored.latency_s * 1000,
+                hotkey=scored.hotkey,
+                moving_average=scored.moving_average,
+                correctness=scored.correctness,
+                outcome=scored.outcome.value,
+            )
+            for scored in summary.scores
+        ],
+        weights=[common_pb2.WeightEntry(uid=uid, weight=weight) for uid, weight in summary.weights],
+        weights_block=summary.weights_block,
+    )
+    signing.sign(report, keypair, domain=subjects.ROUND_REPORT_DOMAIN)
+    return report
+
+
+class MinerTaskClient:
+    """Sends one validator's tasks to miners and publishes its round reports."""
+
+    def __init__(self, client: Client, *, keypair: keys.Keypair) -> None:
+        self._client = client
+        self._keypair = keypair
+
+    async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+        """Send ``task`` and wait up to ``timeout_s`` for the miner's checked reply."""
+        payload = task_to_proto(task, keypair=self._keypair).SerializeToString()
+        headers = {subjects.TRACEPARENT: trace.traceparent, subjects.MESSAGE_TYPE: subjects.TASK_MESSAGE}
+        subject = subjects.miner_tasks(task.netuid, task.miner_hotkey)
+        started = time.perf_counter()
+        try:
+            msg = await self._client.request(subject, payload, timeout=timeout_s, headers=headers)
+        except nats.errors.NoRespondersError:
+            return Reply(Outcome.NO_RESPONDERS, time.perf_counter() - started, detail="no miner subscribed")
+        except nats.errors.TimeoutError:
+            return Reply(Outcome.TIMEOUT, timeout_s, detail=f"no answer within {timeout_s:.3f}s")
+        latency = time.perf_counter() - started
+        reply = decode_reply(msg.data, task=task, validator_hotkey=self._keypair.hotkey, latency_s=latency)
+        miner_trace = TraceContext.from_headers(msg.headers)
+        return (
+            reply
+            if miner_trace is None
+            else Reply(
+                reply.outcome,
+                reply.latency_s,
+                completion=reply.completion,
+                detail=reply.detail,
+                trace=miner_trace,
+            )
+        )
+
+    async def publish_report(self, summary: RoundSummary) -> None:
+        """Publish the round's report on ``kt.<netuid>.validator.<hotkey>.round``."""
+        report = report_to_proto(summary, keypair=self._keypair)
+        await self._client.publish(
+            subjects.validator_rounds(summary.netuid, self._keypair.hotkey),
+            report.SerializeToString(),
+            headers={subjects.MESSAGE_TYPE: subjects.ROUND_REPORT_MESSAGE},
+        )
+
+
+def _outcome(text: str) -> Outcome:
+    try:
+        return Outcome(text)
+    except ValueError:
+        return Outcome.GARBAGE
+
+
+def decode_report(data: bytes) -> RoundSummary | None:
+    """A round report's content when it decodes and its signature verifies (else None); for observers."""
+    try:
+        report = task_pb2.RoundReport.FromString(data)
+        signer = keys.parse_hotkey(report.validator_hotkey)
+    except (DecodeError, ValueError):
+        return None
+    if report.signature.public_key != signer or not keys.verify(
+        signer, subjects.ROUND_REPORT_DOMAIN, signing.payload(report), report.signature.signature
+    ):
+        return None
+    return RoundSummary(
+        netuid=report.netuid,
+        validator_hotkey=report.validator_hotkey,
+        round=report.round,
+        started_unix_ms=report.started_unix_ms,
+        duration_s=report.duration_ms / 1000,
+        scores=tuple(
+            ScoredTask(
+                task_id=score.task_id,
+                uid=score.uid,
+                hotkey=score.hotkey,
+                outcome=_outcome(score.outcome),
+                correctness=score.correctness,
+                score=score.score,
+                latency_s=score.latency_ms / 1000,
+                moving_average=score.moving_average,
+            )
+            for score in report.scores
+        ),
+        weights=tuple((entry.uid, entry.weight) for entry in report.weights),
+        weights_block=report.weights_block,
+    )

@@ -1,0 +1,394 @@
+"""Benchmark of the validator's fan-out round over NATS, against raw nats.py request/reply, same run.
+
+Run by hand or by ``make bench`` as ``python tests/bench/bench_network.py --out results.json``; imported
+by ``tests/bench/test_bench_network_smoke.py``, which runs it at a tiny size and checks the JSON shape.
+
+One real nats-server. For each size N (default 16 and 64) a child process (this file with ``--serve``)
+runs the N responders, so requester and responders do not share an event loop:
+
+* ``kubetensor``: N real miners (``MinerService`` + ``TaskSubscriber``, permits from a ``PermitCache``,
+  replay guard, signed answers) on a trivial in-process echo engine that answers the addition prompt
+  at once (no vLLM: the engine is not what is measured);
+* ``raw``: N nats.py subscriptions that answer every request with its own payload.
+
+In the parent, three timings per size, each a list of rounds:
+
+* ``kubetensor_round``: ``ValidatorService.run_round()`` with ``sample_size=N``: metagraph read (an
+  in-memory double, no gRPC), one challenge, N signed tasks sent concurrently, N replies verified and
+  scored, moving averages updated, the state file saved (fsync), the signed round report published;
+* ``kubetensor_fanout``: only the N concurrent ``MinerTaskClient.send`` calls (sign, request, verify);
+* ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
+
+The JSON holds p50/p99/mean in milliseconds for each and the ratios to raw nats.py. Bittensor's
+dendrite/axon baseline needs ``bittensor==10.5.0`` in a separate environment: run
+``tests/bench/dendrite_baseline.py`` there first and pass its JSON with ``--dendrite FILE``; its numbers
+and the ratios dendrite / kubetensor are then merged in (``dendrite``), otherwise the JSON says it was
+not run. No timing is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import pathlib
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+try:
+    import kubetensor  # noqa: F401
+except ModuleNotFoundError:  # run from a checkout without the package installed
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "services"))
+
+import nats
+from kubetensor.core import bus, subjects
+from kubetensor.core.keys import Keypair
+from kubetensor.core.metagraphview import MetagraphView, NeuronView
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.miner.jobs import Chunk
+from kubetensor.miner.permits import PermitCache
+from kubetensor.miner.service import MinerService
+from kubetensor.miner.subscriber import TaskSubscriber
+from kubetensor.models import task
+from kubetensor.validator.rounds import OutgoingTask
+from kubetensor.validator.service import ValidatorService
+from kubetensor.validator.state import StateFile
+from kubetensor.validator.taskclient import MinerTaskClient, task_to_proto
+from kubetensor.validator.tasks import default_registry
+
+DEFAULT_SIZES = (16, 64)
+NETUID = 1
+VALIDATOR = Keypair(b"\x01" * 32)
+
+
+def miner_keys(count: int) -> list[Keypair]:
+    return [Keypair((i + 1000).to_bytes(4, "big") * 8) for i in range(count)]
+
+
+def metagraph(count: int) -> MetagraphView:
+    def neuron(uid: int, hotkey: str, *, permit: bool) -> NeuronView:
+        return NeuronView(
+            uid=uid,
+            hotkey=hotkey,
+            validator_permit=permit,
+            stake_rao=600 * 10**9 if permit else 0,
+            incentive=0.0,
+            dividends=0.0,
+            validator_trust=0.0,
+            emission_rao=0,
+        )
+
+    return MetagraphView(
+        netuid=NETUID,
+        block=1,
+        epoch=1,
+        neurons=(
+            neuron(0, VALIDATOR.hotkey, permit=True),
+            *(neuron(i + 1, key.hotkey, permit=False) for i, key in enumerate(miner_keys(count))),
+        ),
+    )
+
+
+class EchoEngine:
+    """The trivial in-process backend: the right answer to an addition prompt, at once."""
+
+    async def stream(
+        self, *, prompt: str, max_tokens: int, temperature: float, trace: TraceContext | None = None
+    ) -> AsyncIterator[Chunk]:
+        left, _, right = prompt.removesuffix("=").partition("+")
+        yield Chunk(text=task.Problem(int(left), int(right)).answer)
+        yield Chunk(text="", finish_reason="stop", completion_tokens=4)
+
+
+# -- the responder process ----------------------------------------------------------------------------
+
+
+async def serve(mode: str, *, count: int, nats_url: str) -> None:
+    """Run ``count`` responders until stdin closes; print "ready" once subscribed."""
+    nc = await bus.connect(nats_url, name=f"bench-{mode}")
+    subscribers: list[TaskSubscriber] = []
+    if mode == "kt":
+        view = metagraph(count)
+
+        async def fetch() -> MetagraphView:
+            return view
+
+        for key in miner_keys(count):
+            permits = PermitCache(fetch, netuid=NETUID, refresh_seconds=3600)
+            await permits.refresh()
+            service = MinerService(
+                keypair=key, netuid=NETUID, engine=EchoEngine(), permits=permits, max_concurrency=64
+            )
+            subscriber = TaskSubscriber(nc, service)
+            await subscriber.start()
+            subscribers.append(subscriber)
+    else:
+
+        async def echo(msg: nats.aio.msg.Msg) -> None:
+            await nc.publish(msg.reply, msg.data)
+
+        for key in miner_keys(count):
+            await nc.subscribe(subjects.miner_tasks(NETUID, key.hotkey), cb=echo)
+    await nc.flush()
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await nc.close()
+
+
+class Responders:
+    """The responder child process of one mode and size."""
+
+    def __init__(self, mode: str, *, count: int, nats_url: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", mode, "--count", str(count), "--nats", nats_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.close()
+            raise RuntimeError(f"the {mode} responders did not start (exit {self.process.poll()})")
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# -- the requester ------------------------------------------------------------------------------------
+
+
+class StaticConsensus:
+    def __init__(self, view: MetagraphView) -> None:
+        self.view = view
+
+    async def metagraph(self) -> MetagraphView:
+        return self.view
+
+    async def set_weights(self, weights: Any, *, nonce: int) -> int:
+        return 1
+
+
+async def timed(rounds: int, warmup: int, one: Callable[[], Awaitable[object]]) -> list[float]:
+    for _ in range(warmup):
+        await one()
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await one()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def stats(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    p99_index = min(len(ordered) - 1, max(0, round(0.99 * len(ordered)) - 1))
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[p99_index],
+        "mean_ms": statistics.fmean(ordered),
+        "rounds": len(ordered),
+    }
+
+
+async def measure(
+    count: int, *, nats_url: str, rounds: int, warmup: int, workdir: pathlib.Path
+) -> dict[str, Any]:
+    keys = miner_keys(count)
+    nc = await bus.connect(nats_url, name="bench-validator")
+    try:
+        sender = MinerTaskClient(nc, keypair=VALIDATOR)
+        responders = Responders("kt", count=count, nats_url=nats_url)
+        try:
+            state_file = StateFile(workdir / f"state-{count}.json", netuid=NETUID, hotkey=VALIDATOR.hotkey)
+            validator = ValidatorService(
+                hotkey=VALIDATOR.hotkey,
+                netuid=NETUID,
+                task_kind=default_registry().get("addition"),
+                sender=sender,
+                consensus=StaticConsensus(metagraph(count)),
+                state_file=state_file,
+                state=state_file.load(alpha=0.1),
+                task_timeout_s=5.0,
+                sample_size=count,
+                weights_interval_s=1e9,
+                rng=random.Random(1),
+            )
+            failures: list[str] = []
+
+            async def one_round() -> None:
+                summary = await validator.run_round()
+                assert summary is not None
+                failures.extend(s.outcome.value for s in summary.scores if s.outcome.value != "ok")
+
+            round_times = await timed(rounds, warmup, one_round)
+            nonces = itertools.count(time.time_ns())
+
+            async def one_fanout() -> None:
+                deadline = time.time_ns() // 1_000_000 + 5_000
+                replies = await asyncio.gather(
+                    *(
+                        sender.send(
+                            OutgoingTask(
+                                task_id=f"t{next(nonces)}-{i}",
+                                netuid=NETUID,
+                                task_type="addition",
+                                prompt="47+85=",
+                                max_tokens=6,
+                                miner_hotkey=key.hotkey,
+                                nonce=next(nonces),
+                                deadline_unix_ms=deadline,
+                            ),
+                            timeout_s=5.0,
+                            trace=TraceContext.start(),
+                        )
+                        for i, key in enumerate(keys)
+                    )
+                )
+                failures.extend(r.outcome.value for r in replies if r.outcome.value != "ok")
+
+            fanout_times = await timed(rounds, warmup, one_fanout)
+        finally:
+            responders.close()
+
+        raw = Responders("raw", count=count, nats_url=nats_url)
+        try:
+            sample_task = task_to_proto(
+                OutgoingTask(
+                    task_id="x" * 32,
+                    netuid=NETUID,
+                    task_type="addition",
+                    prompt="47+85=",
+                    max_tokens=6,
+                    miner_hotkey=keys[0].hotkey,
+                    nonce=time.time_ns(),
+                    deadline_unix_ms=time.time_ns() // 1_000_000,
+                ),
+                keypair=VALIDATOR,
+            ).SerializeToString()
+            subjects_ = [subjects.miner_tasks(NETUID, key.hotkey) for key in keys]
+
+            async def one_raw() -> None:
+                await asyncio.gather(
+                    *(nc.request(subject, sample_task, timeout=5.0) for subject in subjects_)
+                )
+
+            raw_times = await timed(rounds, warmup, one_raw)
+        finally:
+            raw.close()
+    finally:
+        await nc.close()
+    result = {
+        "miners": count,
+        "kubetensor_round": stats(round_times),
+        "kubetensor_fanout": stats(fanout_times),
+        "raw_nats": stats(raw_times),
+        "task_bytes": len(sample_task),
+        "non_ok_replies": len(failures),
+    }
+    for name in ("kubetensor_round", "kubetensor_fanout"):
+        result[f"{name}_vs_raw_p50"] = result[name]["p50_ms"] / result["raw_nats"]["p50_ms"]
+        result[f"{name}_vs_raw_p99"] = result[name]["p99_ms"] / result["raw_nats"]["p99_ms"]
+    return result
+
+
+def merge_dendrite(cases: list[dict[str, Any]], path: pathlib.Path | None) -> dict[str, Any]:
+    """The ``dendrite`` section: dendrite_baseline.py's results per size, and dendrite / kubetensor."""
+    if path is None:
+        return {
+            "status": "not_run",
+            "reason": "needs bittensor==10.5.0 in a separate virtualenv: run "
+            "tests/bench/dendrite_baseline.py there and pass --dendrite FILE",
+        }
+    measured = json.loads(path.read_text(encoding="utf-8"))
+    by_size = {case["miners"]: case["dendrite"] for case in measured["cases"]}
+    for case in cases:
+        dendrite = by_size.get(case["miners"])
+        if dendrite is not None:
+            case["dendrite"] = dendrite
+            for name in ("kubetensor_round", "kubetensor_fanout"):
+                case[f"dendrite_vs_{name}_p50"] = dendrite["p50_ms"] / case[name]["p50_ms"]
+                case[f"dendrite_vs_{name}_p99"] = dendrite["p99_ms"] / case[name]["p99_ms"]
+    return {"status": "measured", "bittensor": measured.get("bittensor"), "machine": measured.get("machine")}
+
+
+async def run(sizes: list[int], *, rounds: int, warmup: int) -> dict[str, Any]:
+    from kubetensor.sandbox.natsserver import NatsServer
+
+    with tempfile.TemporaryDirectory(prefix="kt-bench-network-") as scratch:
+        workdir = pathlib.Path(scratch)
+        server = NatsServer(workdir / "nats").start()
+        try:
+            cases = [
+                await measure(size, nats_url=server.url, rounds=rounds, warmup=warmup, workdir=workdir)
+                for size in sizes
+            ]
+        finally:
+            server.stop()
+    return {
+        "benchmark": "validator_fanout_round",
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+        },
+        "cases": cases,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=pathlib.Path, help="where to write the JSON results")
+    parser.add_argument(
+        "--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="miner counts, comma-separated"
+    )
+    parser.add_argument("--rounds", type=int, default=200, help="timed rounds per size and method")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed rounds first")
+    parser.add_argument("--dendrite", type=pathlib.Path, help="dendrite_baseline.py's JSON, to merge in")
+    parser.add_argument("--serve", choices=("kt", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--nats", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(serve(args.serve, count=args.count, nats_url=args.nats))
+        return 0
+    if args.out is None:
+        parser.error("--out is required")
+    if args.dendrite is not None and not args.dendrite.is_file():
+        parser.error(f"--dendrite {args.dendrite}: no such file (run dendrite_baseline.py first)")
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results = asyncio.run(run(sizes, rounds=args.rounds, warmup=args.warmup))
+    results["dendrite"] = merge_dendrite(results["cases"], args.dendrite)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    for case in results["cases"]:
+        parts = [
+            f"{name} p50 {case[key]['p50_ms']:.2f} p99 {case[key]['p99_ms']:.2f}"
+            for name, key in (
+                ("round", "kubetensor_round"),
+                ("fan-out", "kubetensor_fanout"),
+                ("raw", "raw_nats"),
+            )
+        ]
+        print(f"{case['miners']:>3} miners (ms): " + " | ".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

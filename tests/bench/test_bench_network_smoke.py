@@ -1,0 +1,71 @@
+"""Smoke test of tests/bench/bench_network.py: it runs at a tiny size and writes JSON of the documented shape.
+
+No timing is asserted; the benchmark's numbers are read from its JSON output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+from types import ModuleType
+
+BENCH = pathlib.Path(__file__).resolve().parent / "bench_network.py"
+
+
+def _load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_network", BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_network", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_writes_json_with_every_method_per_size(tmp_path: pathlib.Path) -> None:
+    bench = _load_bench()
+    out = tmp_path / "results.json"
+    assert bench.main(["--out", str(out), "--sizes", "2,3", "--rounds", "3", "--warmup", "1"]) == 0
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["benchmark"] == "validator_fanout_round"
+    assert set(results["machine"]) >= {"python", "cpu_count", "load_average"}
+    assert [case["miners"] for case in results["cases"]] == [2, 3]
+    for case in results["cases"]:
+        for method in ("kubetensor_round", "kubetensor_fanout", "raw_nats"):
+            assert set(case[method]) == {"p50_ms", "p99_ms", "mean_ms", "rounds"}
+            assert case[method]["rounds"] == 3
+            assert 0 < case[method]["p50_ms"] <= case[method]["p99_ms"]
+        assert case["kubetensor_round_vs_raw_p50"] > 0
+        assert case["kubetensor_fanout_vs_raw_p99"] > 0
+        # Every miner answered every task: the numbers measure real answers, not failures.
+        assert case["non_ok_replies"] == 0
+    assert results["dendrite"]["status"] == "not_run"
+
+
+def test_bench_merges_a_dendrite_run(tmp_path: pathlib.Path) -> None:
+    bench = _load_bench()
+    dendrite = tmp_path / "dendrite.json"
+    dendrite.write_text(
+        json.dumps(
+            {
+                "bittensor": "10.5.0",
+                "machine": {},
+                "cases": [
+                    {"miners": 2, "dendrite": {"p50_ms": 40.0, "p99_ms": 80.0, "mean_ms": 45.0, "rounds": 5}}
+                ],
+            }
+        )
+    )
+    cases = [
+        {
+            "miners": 2,
+            "kubetensor_round": {"p50_ms": 2.0, "p99_ms": 4.0},
+            "kubetensor_fanout": {"p50_ms": 1.0, "p99_ms": 2.0},
+        }
+    ]
+    section = bench.merge_dendrite(cases, dendrite)
+    assert section["status"] == "measured"
+    assert cases[0]["dendrite_vs_kubetensor_round_p50"] == 20.0
+    assert cases[0]["dendrite_vs_kubetensor_fanout_p99"] == 40.0

@@ -1,0 +1,138 @@
+"""The devnet's orchestration with real processes (nats-server, chain sidecar, consensus, miners,
+validators) and FakeEngines instead of vLLM, run as a child process (``tests/devnet_fake.py``) so the
+test can signal it: --epochs ends it with a summary and a verified chain; SIGINT, SIGTERM or a
+component that dies stops every process it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 120.0
+
+
+def descendants(pid: int) -> set[int]:
+    """Live descendants of ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Devnet:
+    def __init__(self, workdir: Path, *, epochs: int | None = None) -> None:
+        self.workdir = workdir
+        self.log = workdir.parent / f"{workdir.name}.out"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.devnet_fake", str(workdir), *([str(epochs)] if epochs else [])],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.seen: set[int] = set()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_up(self) -> None:
+        """Wait until both validators wrote their ready files (everything else started before them)."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        ready = [self.workdir / "run" / f"validator-{x}.ready.json" for x in ("a", "b")]
+        while not all(path.exists() for path in ready):
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.2)
+        self.seen = descendants(self.process.pid)
+
+    def pid_of(self, component: str) -> int:
+        pid: int = json.loads((self.workdir / "run" / f"{component}.ready.json").read_text())["pid"]
+        return pid
+
+    def wait(self, seconds: float = 120.0) -> int:
+        return self.process.wait(timeout=seconds)
+
+
+@pytest.fixture
+def devnets() -> Iterator[list[Devnet]]:
+    started: list[Devnet] = []
+    yield started
+    for devnet in started:
+        if devnet.process.poll() is None:
+            devnet.process.kill()
+            devnet.process.wait()
+        for pid in descendants(devnet.process.pid) | devnet.seen:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_epochs_option_ends_with_summary_and_verified_chain(tmp_path: Path, devnets: list[Devnet]) -> None:
+    devnet = Devnet(tmp_path / "net", epochs=3)
+    devnets.append(devnet)
+    assert devnet.wait(240) == 0, devnet.output()
+    document = json.loads((tmp_path / "net" / "summary.json").read_text())
+    assert document["chain_verified"] is True
+    assert [e["epoch"] for e in document["epochs"]] == [1, 2, 3]
+    last = {m["name"]: m for m in document["epochs"][-1]["miners"]}
+    # FakeEngines: the "good" miner answers right, the others answer garbage.
+    assert last["miner-good"]["incentive"] > 0.9
+    assert last["miner-brief"]["incentive"] == last["miner-untrained"]["incentive"] == 0.0
+    assert "chain verification" in devnet.output()
+    assert not [pid for pid in devnet.seen if alive(pid)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_every_process(tmp_path: Path, devnets: list[Devnet], sig: signal.Signals) -> None:
+    devnet = Devnet(tmp_path / "net")
+    devnets.append(devnet)
+    devnet.wait_up()
+    assert len(devnet.seen) >= 8  # nats, chain, consensus, 3 miners, 2 validators (+ their children)
+    devnet.process.send_signal(sig)
+    devnet.wait()
+    assert not [pid for pid in devnet.seen if alive(pid)], devnet.output()
+    assert f"{sig.name} received" in devnet.output()
+    # Whatever ran was summarized, and the summary says whether the chain verified.
+    assert "chain_verified" in json.loads((tmp_path / "net" / "summary.json").read_text())
+
+
+def test_a_component_that_dies_stops_everything(tmp_path: Path, devnets: list[Devnet]) -> None:
+    devnet = Devnet(tmp_path / "net")
+    devnets.append(devnet)
+    devnet.wait_up()
+    os.kill(devnet.pid_of("miner-brief"), signal.SIGKILL)
+    assert devnet.wait() == 1
+    output = devnet.output()
+    assert "miner-brief exited" in output
+    assert not [pid for pid in devnet.seen if alive(pid)], output

@@ -1,0 +1,441 @@
+"""Miners and validators over a real nats-server and a real consensus process (python -m), with a real
+OpenAI-compatible HTTP server on loopback (``FakeEngine``) where vLLM is not the point.
+
+The subnet: validator V (600 TAO, gets a permit at the first epoch), validator U (no stake: registered,
+never permitted) and miner hotkeys M0..M5. Blocks are 0.1 s and the tempo 10 blocks (an epoch a
+second), so permits arrive within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import nats
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kubetensor.consensus.client import ConsensusClient
+from kubetensor.core import signing, subjects
+from kubetensor.core.keys import Keypair
+from kubetensor.core.metagraphview import MetagraphView, from_response
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.devnet import components
+from kubetensor.miner.completions import CompletionsClient
+from kubetensor.miner.permits import PermitCache
+from kubetensor.miner.service import MinerService
+from kubetensor.miner.servicer import create_server
+from kubetensor.miner.settings import MinerSettings
+from kubetensor.miner.subscriber import TaskSubscriber
+from kubetensor.sandbox.natsserver import NatsServer
+from kubetensor.v1 import miner_pb2, miner_pb2_grpc, task_pb2
+from kubetensor.validator.consensus import ConsensusAdapter
+from kubetensor.validator.rounds import Outcome, OutgoingTask
+from kubetensor.validator.service import ValidatorService
+from kubetensor.validator.state import StateFile
+from kubetensor.validator.taskclient import MinerTaskClient, decode_report, task_to_proto
+from kubetensor.validator.tasks import default_registry
+
+from tests.network_support import TAO, FakeEngine, eventually, keypair
+
+NETUID = 1
+VALIDATOR = keypair(31)
+UNPERMITTED = keypair(32)
+MINERS = tuple(keypair(40 + i) for i in range(6))
+COLDKEY = keypair(99).hotkey
+
+
+@dataclass
+class Subnet:
+    consensus: components.Component
+    address: str
+    nats_url: str
+
+
+@pytest.fixture(scope="module")
+def subnet(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subnet]:
+    workdir = tmp_path_factory.mktemp("subnet")
+    consensus = components.consensus(
+        workdir,
+        netuid=NETUID,
+        block_seconds=0.1,
+        tempo_blocks=10,
+        genesis_stake={VALIDATOR.hotkey: 600 * TAO},
+        extra_env={"KT_CONSENSUS_WEIGHTS_RATE_LIMIT": "0"},
+    ).start(timeout=60)
+    try:
+
+        async def register() -> None:
+            async with ConsensusClient.connect(consensus.address, netuid=NETUID) as client:
+                for key in (VALIDATOR, UNPERMITTED, *MINERS):
+                    await client.register(key, coldkey=COLDKEY, nonce=1)
+
+                async def permitted() -> bool:
+                    view = from_response(await client.metagraph())
+                    return view.has_permit(VALIDATOR.hotkey)
+
+                await eventually(permitted, what="the validator's permit from an epoch", seconds=60)
+
+        asyncio.run(register())
+        yield Subnet(consensus=consensus, address=consensus.address, nats_url=nats_server.url)
+    finally:
+        consensus.stop(grace=5)
+
+
+@pytest.fixture
+def engine() -> Iterator[FakeEngine]:
+    server = FakeEngine().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class RunningMiner:
+    """A miner service in this process: NATS subscriber + gRPC server, on a FakeEngine."""
+
+    def __init__(self, subnet: Subnet, key: Keypair, engine: FakeEngine, *, max_concurrency: int = 8) -> None:
+        self.subnet = subnet
+        self.key = key
+        self.engine = engine
+        self.max_concurrency = max_concurrency
+
+    async def __aenter__(self) -> RunningMiner:
+        self.consensus = ConsensusClient.connect(self.subnet.address, netuid=NETUID)
+        self.completions = CompletionsClient(base_url=self.engine.base_url, model="", request_seconds=30)
+        await self.completions.wait_ready(within_seconds=10)
+
+        async def fetch() -> MetagraphView:
+            return from_response(await self.consensus.metagraph())
+
+        self.permits = PermitCache(fetch, netuid=NETUID, refresh_seconds=5, miss_refresh_seconds=0.5)
+        self.service = MinerService(
+            keypair=self.key,
+            netuid=NETUID,
+            engine=self.completions,
+            permits=self.permits,
+            max_concurrency=self.max_concurrency,
+        )
+        self.nc = await nats.connect(self.subnet.nats_url)
+        self.subscriber = TaskSubscriber(self.nc, self.service)
+        await self.permits.start()
+        await self.subscriber.start()
+        self.server, self.port = create_server(MinerSettings(listen="127.0.0.1:0"), self.service)
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.stop(0)
+        await self.subscriber.stop(grace=1)
+        await self.nc.close()
+        await self.permits.stop()
+        await self.completions.close()
+        await self.consensus.close()
+
+
+@pytest.fixture
+async def client_nc(subnet: Subnet) -> AsyncIterator[nats.aio.client.Client]:
+    nc = await nats.connect(subnet.nats_url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+def outgoing(miner: Keypair, *, nonce: int, prompt: str = "47+85=", timeout_s: float = 5.0) -> OutgoingTask:
+    return OutgoingTask(
+        task_id=f"task-{nonce}",
+        netuid=NETUID,
+        task_type="addition",
+        prompt=prompt,
+        max_tokens=6,
+        miner_hotkey=miner.hotkey,
+        nonce=nonce,
+        deadline_unix_ms=time.time_ns() // 1_000_000 + round(timeout_s * 1000),
+    )
+
+
+async def raw_request(nc: nats.aio.client.Client, task: task_pb2.Task) -> task_pb2.TaskResponse:
+    msg = await nc.request(
+        subjects.miner_tasks(NETUID, task.miner_hotkey), task.SerializeToString(), timeout=5
+    )
+    return task_pb2.TaskResponse.FromString(msg.data)
+
+
+# -- the miner ----------------------------------------------------------------------------------------
+
+
+async def test_miner_answers_a_permitted_validator_and_continues_its_trace(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    async with RunningMiner(subnet, MINERS[0], engine):
+        sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+        trace = TraceContext.start()
+        reply = await sender.send(outgoing(MINERS[0], nonce=1), timeout_s=5, trace=trace)
+    assert reply.outcome is Outcome.OK, reply.detail
+    assert reply.completion == "231"
+    # The engine saw the miner's span in the validator's trace, and the reply carries the same trace.
+    [seen] = engine.traceparents
+    seen_context = TraceContext.parse(seen)
+    assert seen_context is not None
+    assert seen_context.trace_id == trace.trace_id
+    assert reply.trace is not None
+    assert reply.trace.trace_id == trace.trace_id
+
+
+async def test_miner_refuses_a_validator_without_permit(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    async with RunningMiner(subnet, MINERS[0], engine):
+        reply = await MinerTaskClient(client_nc, keypair=UNPERMITTED).send(
+            outgoing(MINERS[0], nonce=1), timeout_s=5, trace=TraceContext.start()
+        )
+    assert reply.outcome is Outcome.REFUSED
+    assert "no validator permit" in reply.detail
+    assert engine.requests == 0
+
+
+async def test_miner_refuses_a_replayed_task(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    task = task_to_proto(outgoing(MINERS[0], nonce=77), keypair=VALIDATOR)
+    async with RunningMiner(subnet, MINERS[0], engine):
+        first = await raw_request(client_nc, task)
+        second = await raw_request(client_nc, task)
+    assert first.status == task_pb2.TASK_STATUS_OK
+    assert second.status == task_pb2.TASK_STATUS_REFUSED
+    assert "replay" in second.error
+    assert engine.requests == 1
+
+
+async def test_miner_refuses_a_forged_or_misaddressed_task(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    forged = task_to_proto(outgoing(MINERS[0], nonce=5), keypair=VALIDATOR)
+    forged.prompt = "1+1="  # changed after signing
+    # Signed by an outsider but claiming to come from the permitted validator.
+    impostor = task_to_proto(outgoing(MINERS[0], nonce=6), keypair=UNPERMITTED)
+    impostor.validator_hotkey = VALIDATOR.hotkey
+    other_subnet = task_pb2.Task()
+    other_subnet.CopyFrom(task_to_proto(outgoing(MINERS[0], nonce=7), keypair=VALIDATOR))
+    other_subnet.netuid = NETUID + 1
+    other_subnet.ClearField("signature")
+    signing.sign(other_subnet, VALIDATOR, domain=subjects.TASK_DOMAIN)
+    async with RunningMiner(subnet, MINERS[0], engine):
+        answers = [await raw_request(client_nc, task) for task in (forged, impostor, other_subnet)]
+        garbage = await client_nc.request(
+            subjects.miner_tasks(NETUID, MINERS[0].hotkey), b"\xff\x00", timeout=5
+        )
+    assert [a.status for a in answers] == [task_pb2.TASK_STATUS_REFUSED] * 3
+    assert "signature" in answers[0].error
+    assert "signature" in answers[1].error
+    assert "netuid" in answers[2].error
+    assert task_pb2.TaskResponse.FromString(garbage.data).status == task_pb2.TASK_STATUS_REFUSED
+    assert engine.requests == 0
+    # Every answer, refusals included, is signed by the miner.
+    for answer in answers:
+        assert answer.signature.public_key == MINERS[0].public_key
+
+
+async def test_miner_refuses_an_expired_task(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    async with RunningMiner(subnet, MINERS[0], engine):
+        reply = await MinerTaskClient(client_nc, keypair=VALIDATOR).send(
+            outgoing(MINERS[0], nonce=1, timeout_s=-1), timeout_s=5, trace=TraceContext.start()
+        )
+    assert reply.outcome is Outcome.EXPIRED
+    assert engine.requests == 0
+
+
+async def test_full_miner_answers_busy_instead_of_queueing(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    engine.mode = "hang"
+    async with RunningMiner(subnet, MINERS[0], engine, max_concurrency=1) as miner:
+        sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+        hanging = asyncio.create_task(
+            sender.send(outgoing(MINERS[0], nonce=1, timeout_s=2), timeout_s=2, trace=TraceContext.start())
+        )
+        await eventually(lambda: engine.requests == 1, what="the first task to reach the engine")
+        second = await sender.send(outgoing(MINERS[0], nonce=2), timeout_s=2, trace=TraceContext.start())
+        # The gRPC path shares the slots: a direct call hears UNAVAILABLE at once.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{miner.port}") as channel:
+            stub = miner_pb2_grpc.MinerServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                async for _ in stub.Generate(miner_pb2.GenerateRequest(prompt="1+2="), timeout=5):
+                    pass
+        first = await hanging
+    assert second.outcome is Outcome.BUSY
+    assert "slots" in second.detail
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert first.outcome is Outcome.TIMEOUT
+    assert engine.requests == 1
+
+
+async def test_generate_streams_chunks_and_health_serves(subnet: Subnet, engine: FakeEngine) -> None:
+    async with (
+        RunningMiner(subnet, MINERS[0], engine) as miner,
+        grpc.aio.insecure_channel(f"127.0.0.1:{miner.port}") as channel,
+    ):
+        stub = miner_pb2_grpc.MinerServiceStub(channel)
+        chunks = [c async for c in stub.Generate(miner_pb2.GenerateRequest(prompt="47+85="), timeout=10)]
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for _ in stub.Generate(miner_pb2.GenerateRequest(prompt=""), timeout=10):
+                pass
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert "".join(c.text for c in chunks) == "231"
+    assert chunks[-1].finish_reason == "stop"
+    assert len(chunks) > 1
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "prompt" in (raised.value.details() or "")
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# -- the validator --------------------------------------------------------------------------------------
+
+
+async def bad_signature_responder(msg: nats.aio.msg.Msg) -> None:
+    """Answers like a miner, but signs with a key that is not the miner's."""
+    task = task_pb2.Task.FromString(msg.data)
+    response = task_pb2.TaskResponse(
+        task_id=task.task_id,
+        miner_hotkey=task.miner_hotkey,
+        completion="231",
+        status=task_pb2.TASK_STATUS_OK,
+        validator_hotkey=task.validator_hotkey,
+    )
+    signing.sign(response, keypair(250), domain=subjects.TASK_RESPONSE_DOMAIN)
+    response.signature.public_key = bytes.fromhex(task.miner_hotkey)
+    await msg.respond(response.SerializeToString())
+
+
+async def garbage_responder(msg: nats.aio.msg.Msg) -> None:
+    await msg.respond(b"this is not a protobuf \xff\xfe")
+
+
+async def silent_responder(msg: nats.aio.msg.Msg) -> None:
+    """A miner that hangs: takes the task, never answers."""
+
+
+def new_validator(
+    subnet: Subnet, nc: nats.aio.client.Client, state_path: Path, consensus: ConsensusClient
+) -> ValidatorService:
+    state_file = StateFile(state_path, netuid=NETUID, hotkey=VALIDATOR.hotkey)
+    return ValidatorService(
+        hotkey=VALIDATOR.hotkey,
+        netuid=NETUID,
+        task_kind=default_registry().get("addition"),
+        sender=MinerTaskClient(nc, keypair=VALIDATOR),
+        consensus=ConsensusAdapter(consensus, keypair=VALIDATOR),
+        state_file=state_file,
+        state=state_file.load(alpha=0.5),
+        task_timeout_s=1.5,
+        sample_size=64,
+        weights_interval_s=0.5,
+        retry_s=0.5,
+        rng=random.Random(7),
+    )
+
+
+async def test_round_scores_faulty_miners_zero_and_completes_with_every_miner(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client, tmp_path: Path
+) -> None:
+    """M0 answers right, M1 is down, M2 hangs, M3 answers garbage, M4 signs with the wrong key, M5's
+    engine answers nonsense. Every one of them gets a score in the same round; only M0 scores above 0."""
+    wrong_engine = FakeEngine(mode="garbage").start()
+    subscriptions = [
+        await client_nc.subscribe(subjects.miner_tasks(NETUID, MINERS[2].hotkey), cb=silent_responder),
+        await client_nc.subscribe(subjects.miner_tasks(NETUID, MINERS[3].hotkey), cb=garbage_responder),
+        await client_nc.subscribe(subjects.miner_tasks(NETUID, MINERS[4].hotkey), cb=bad_signature_responder),
+    ]
+    reports = await client_nc.subscribe(subjects.validator_rounds(NETUID, VALIDATOR.hotkey))
+    try:
+        async with (
+            ConsensusClient.connect(subnet.address, netuid=NETUID) as consensus,
+            RunningMiner(subnet, MINERS[0], engine),
+            RunningMiner(subnet, MINERS[5], wrong_engine),
+        ):
+            validator = new_validator(subnet, client_nc, tmp_path / "validator.json", consensus)
+            summary = await validator.run_round()
+            assert summary is not None
+            outcomes = {s.hotkey: s for s in summary.scores}
+            report = decode_report((await reports.next_msg(timeout=5)).data)
+            metagraph = from_response(await consensus.metagraph())
+    finally:
+        for subscription in subscriptions:
+            await subscription.unsubscribe()
+        await reports.unsubscribe()
+        wrong_engine.stop()
+    # Validators are not queried; every miner is, once.
+    assert set(outcomes) == {m.hotkey for m in MINERS} | {UNPERMITTED.hotkey}
+    assert outcomes[MINERS[0].hotkey].outcome is Outcome.OK
+    assert outcomes[MINERS[0].hotkey].correctness == 1.0
+    assert outcomes[MINERS[0].hotkey].score > 0.9
+    expected = {
+        MINERS[1].hotkey: Outcome.NO_RESPONDERS,
+        MINERS[2].hotkey: Outcome.TIMEOUT,
+        MINERS[3].hotkey: Outcome.GARBAGE,
+        MINERS[4].hotkey: Outcome.BAD_SIGNATURE,
+        MINERS[5].hotkey: Outcome.OK,
+        UNPERMITTED.hotkey: Outcome.NO_RESPONDERS,
+    }
+    for hotkey, outcome in expected.items():
+        assert outcomes[hotkey].outcome is outcome, (hotkey[:8], outcomes[hotkey])
+        assert outcomes[hotkey].score == 0.0
+    # The round set weights: M0 holds the whole weight on the consensus service, and the report says so.
+    assert summary.weights_block > 0
+    assert report is not None
+    assert report.round == summary.round == 1
+    assert report.weights == summary.weights
+    m0_uid = metagraph.neuron(MINERS[0].hotkey).uid  # type: ignore[union-attr]
+    assert dict(summary.weights)[m0_uid] == 65_535
+    assert all(w == 0 for uid, w in summary.weights if uid != m0_uid)
+
+
+async def test_miner_back_after_being_down_is_scored_again(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client, tmp_path: Path
+) -> None:
+    async with ConsensusClient.connect(subnet.address, netuid=NETUID) as consensus:
+        validator = new_validator(subnet, client_nc, tmp_path / "validator.json", consensus)
+        down = await validator.run_round()
+        async with RunningMiner(subnet, MINERS[1], engine):
+            back = await validator.run_round()
+    assert down is not None
+    assert back is not None
+    before = {s.hotkey: s for s in down.scores}[MINERS[1].hotkey]
+    after = {s.hotkey: s for s in back.scores}[MINERS[1].hotkey]
+    assert before.outcome is Outcome.NO_RESPONDERS
+    assert before.moving_average == 0.0
+    assert after.outcome is Outcome.OK
+    assert after.moving_average > 0.4
+
+
+async def test_restarted_validator_resumes_its_moving_averages(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client, tmp_path: Path
+) -> None:
+    state = tmp_path / "validator.json"
+    async with (
+        ConsensusClient.connect(subnet.address, netuid=NETUID) as consensus,
+        RunningMiner(subnet, MINERS[0], engine),
+    ):
+        first = new_validator(subnet, client_nc, state, consensus)
+        await first.run_round()
+        await first.run_round()
+        before = first.state
+        # A new service on the same state file: what a restarted process does.
+        second = new_validator(subnet, client_nc, state, consensus)
+        resumed = second.state
+        summary = await second.run_round()
+    assert resumed == before
+    assert resumed.round == 2
+    m0 = {s.hotkey: s for s in summary.scores}[MINERS[0].hotkey] if summary else None
+    assert m0 is not None
+    # 0.5 -> 0.75 -> 0.875 with alpha 0.5 and perfect scores (latency trims a little).
+    assert m0.moving_average > before.averages.value(m0.uid, MINERS[0].hotkey)
+    assert summary is not None
+    assert summary.round == 3

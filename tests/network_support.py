@@ -1,0 +1,156 @@
+"""Helpers shared by the network tests: a real OpenAI-compatible HTTP server on loopback, keys, waits.
+
+``FakeEngine`` is an HTTP/1.1 server (asyncio streams, in its own thread and event loop, so blocking
+test code never stalls it) that speaks the two endpoints a miner uses: ``GET /v1/models`` and
+``POST /v1/completions`` with ``"stream": true`` (server-sent events ending in ``data: [DONE]``).
+Its ``mode`` decides the answers and can change while it runs:
+
+    "answer"   the right answer to an addition prompt "a+b=" (reversed sum), echo otherwise
+    "wrong"    always "0"
+    "garbage"  a non-numeric string
+    "hang"     accept the request, never answer
+    "error"    HTTP 500 with an OpenAI error body
+
+It records the ``traceparent`` header of every completion request (``traceparents``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+
+from kubetensor.core.keys import Keypair
+from kubetensor.models import task
+
+TAO = 10**9
+
+
+def keypair(seed: int) -> Keypair:
+    """A deterministic key pair (seed byte repeated)."""
+    return Keypair(bytes([seed]) * 32)
+
+
+def answer_for(prompt: str) -> str:
+    left, _, right = prompt.removesuffix("=").partition("+")
+    if left.isdigit() and right.isdigit():
+        return task.Problem(int(left), int(right)).answer
+    return prompt
+
+
+class FakeEngine:
+    """An OpenAI-compatible completions server on 127.0.0.1 (see the module doc)."""
+
+    def __init__(self, *, mode: str = "answer", model: str = "fake-model", delay_s: float = 0.0) -> None:
+        self.mode = mode
+        self.model = model
+        self.delay_s = delay_s
+        self.traceparents: list[str] = []
+        self.requests = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-engine", daemon=True)
+        self._server: asyncio.Server | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeEngine:
+        self._thread.start()
+        started: Future[asyncio.Server] = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+        )
+        self._server = started.result(timeout=10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                # Hanging handlers would keep wait_closed() waiting: cancel every other task first.
+                for pending in asyncio.all_tasks():
+                    if pending is not asyncio.current_task():
+                        pending.cancel()
+
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line:
+                    return
+                method, path, _ = request_line.decode().split(" ", 2)
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                if method == "GET" and path == "/v1/models":
+                    await self._json(writer, 200, {"object": "list", "data": [{"id": self.model}]})
+                elif method == "POST" and path == "/v1/completions":
+                    self.requests += 1
+                    if "traceparent" in headers:
+                        self.traceparents.append(headers["traceparent"])
+                    await self._complete(writer, json.loads(body))
+                else:
+                    await self._json(writer, 404, {"error": {"message": f"no route {method} {path}"}})
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _json(self, writer: asyncio.StreamWriter, status: int, payload: object) -> None:
+        await self._send(writer, status, "application/json", json.dumps(payload).encode())
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, status: int, content_type: str, data: bytes) -> None:
+        head = f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {len(data)}\r\n\r\n"
+        writer.write(head.encode() + data)
+        await writer.drain()
+
+    async def _complete(self, writer: asyncio.StreamWriter, request: dict[str, object]) -> None:
+        mode = self.mode
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if mode == "hang":
+            await asyncio.sleep(3600)
+        if mode == "error":
+            await self._json(writer, 500, {"error": {"message": "the fake engine is told to fail"}})
+            return
+        prompt = str(request.get("prompt", ""))
+        text = {"answer": answer_for(prompt), "wrong": "0", "garbage": "zz!?"}.get(mode, prompt)
+        if not request.get("stream"):
+            await self._json(writer, 200, {"choices": [{"index": 0, "text": text, "finish_reason": "stop"}]})
+            return
+        events = [{"choices": [{"index": 0, "text": ch, "finish_reason": None}]} for ch in text]
+        events.append({"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
+        events.append({"choices": [], "usage": {"completion_tokens": len(text) + 1}})
+        stream = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+        await self._send(writer, 200, "text/event-stream", stream.encode())
+
+
+async def eventually(
+    check: Callable[[], bool] | Callable[[], Awaitable[bool]], *, what: str, seconds: float = 30.0
+) -> None:
+    """Poll ``check`` until it is true; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        outcome = check()
+        if not isinstance(outcome, bool):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}")
+        await asyncio.sleep(0.05)

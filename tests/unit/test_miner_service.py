@@ -1,0 +1,357 @@
+"""MinerService's checks, slots and answers; the replay guard; the permit cache; SSE event parsing.
+No servers: the engine and the permit source are in-process doubles (the integration tests use real ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from kubetensor.core.keys import Keypair
+from kubetensor.core.metagraphview import MetagraphView, NeuronView
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.miner.completions import parse_event
+from kubetensor.miner.errors import (
+    EngineError,
+    MetagraphUnavailableError,
+    MinerBusyError,
+    NoPermitError,
+    ReplayedTaskError,
+)
+from kubetensor.miner.jobs import Chunk, Job, Status
+from kubetensor.miner.permits import PermitCache
+from kubetensor.miner.replay import ReplayGuard
+from kubetensor.miner.service import MinerService
+from kubetensor.miner.subscriber import job_from_proto
+from kubetensor.validator.rounds import OutgoingTask
+from kubetensor.validator.taskclient import task_to_proto
+
+VALIDATOR = Keypair(b"\x01" * 32)
+MINER = Keypair(b"\x02" * 32)
+STRANGER = Keypair(b"\x03" * 32)
+NOW_MS = 1_800_000_000_000
+
+
+class Engine:
+    """Streams a fixed answer; ``gate`` (when set) holds every stream until released."""
+
+    def __init__(self, text: str = "231") -> None:
+        self.text = text
+        self.calls: list[tuple[str, int, float, TraceContext | None]] = []
+        self.gate: asyncio.Event | None = None
+        self.entered: asyncio.Event | None = None
+        self.fail: Exception | None = None
+
+    async def stream(
+        self, *, prompt: str, max_tokens: int, temperature: float, trace: TraceContext | None = None
+    ) -> AsyncIterator[Chunk]:
+        self.calls.append((prompt, max_tokens, temperature, trace))
+        if self.entered is not None:
+            self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        for ch in self.text:
+            yield Chunk(text=ch)
+        yield Chunk(text="", finish_reason="stop")
+        yield Chunk(text="", completion_tokens=len(self.text) + 1)
+
+
+class Permits:
+    def __init__(self, *permitted: str) -> None:
+        self.permitted = set(permitted)
+
+    async def check(self, hotkey: str) -> None:
+        if hotkey not in self.permitted:
+            raise NoPermitError(hotkey, netuid=1)
+
+
+def service(engine: Engine | None = None, *, max_concurrency: int = 4, now_ms: int = NOW_MS) -> MinerService:
+    return MinerService(
+        keypair=MINER,
+        netuid=1,
+        engine=engine or Engine(),
+        permits=Permits(VALIDATOR.hotkey),
+        max_concurrency=max_concurrency,
+        max_ahead_ms=60_000,
+        now_ms=lambda: now_ms,
+    )
+
+
+def job(
+    *, signer: Keypair = VALIDATOR, nonce: int = 1, deadline_ms: int = NOW_MS + 5_000, **overrides: object
+) -> Job:
+    fields: dict[str, object] = {
+        "task_id": f"t-{nonce}",
+        "netuid": 1,
+        "task_type": "addition",
+        "prompt": "47+85=",
+        "max_tokens": 6,
+        "miner_hotkey": MINER.hotkey,
+        "nonce": nonce,
+        "deadline_unix_ms": deadline_ms,
+    }
+    fields.update(overrides)
+    return job_from_proto(task_to_proto(OutgoingTask(**fields), keypair=signer), trace=None)  # type: ignore[arg-type]
+
+
+async def test_a_valid_task_is_answered_greedily_and_signed_later_by_the_edge() -> None:
+    engine = Engine()
+    answer = await service(engine).answer(job())
+    assert answer.status is Status.OK
+    assert answer.completion == "231"
+    assert answer.completion_tokens == 4
+    assert answer.validator_hotkey == VALIDATOR.hotkey
+    assert [(p, m, t) for p, m, t, _ in engine.calls] == [("47+85=", 6, 0.0)]
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: job(miner_hotkey=STRANGER.hotkey), "miner_hotkey"),
+        (lambda: job(netuid=2), "netuid"),
+    ],
+)
+async def test_a_misaddressed_task_is_refused(make: object, field: str) -> None:
+    engine = Engine()
+    answer = await service(engine).answer(make())  # type: ignore[operator]
+    assert answer.status is Status.REFUSED
+    assert answer.error.startswith(field)
+    assert engine.calls == []
+
+
+async def test_a_task_signed_by_someone_else_is_refused() -> None:
+    forged = job(signer=STRANGER)
+    # The stranger claims to be the permitted validator; the signature gives it away.
+    forged = Job(**{**forged.__dict__, "validator_hotkey": VALIDATOR.hotkey})
+    answer = await service().answer(forged)
+    assert answer.status is Status.REFUSED
+    assert "signature" in answer.error
+
+
+async def test_a_validator_without_permit_is_refused() -> None:
+    engine = Engine()
+    answer = await service(engine).answer(job(signer=STRANGER))
+    assert answer.status is Status.REFUSED
+    assert "permit" in answer.error
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize("deadline_ms", [NOW_MS, NOW_MS - 1, NOW_MS + 60_001])
+async def test_a_deadline_past_or_too_far_ahead_expires_the_task(deadline_ms: int) -> None:
+    answer = await service().answer(job(deadline_ms=deadline_ms))
+    assert answer.status is Status.EXPIRED
+    assert "deadline_unix_ms" in answer.error
+
+
+async def test_the_same_nonce_twice_is_a_replay() -> None:
+    miner = service()
+    first = await miner.answer(job(nonce=5))
+    second = await miner.answer(job(nonce=5))
+    third = await miner.answer(job(nonce=6))
+    assert (first.status, second.status, third.status) == (Status.OK, Status.REFUSED, Status.OK)
+    assert "replay" in second.error
+
+
+async def test_a_full_miner_answers_busy_at_once() -> None:
+    engine = Engine()
+    engine.gate = asyncio.Event()
+    miner = service(engine, max_concurrency=1)
+    engine.entered = asyncio.Event()
+    running = asyncio.create_task(miner.answer(job(nonce=1)))
+    await engine.entered.wait()
+    busy = await miner.answer(job(nonce=2))
+    assert busy.status is Status.BUSY
+    with pytest.raises(MinerBusyError):
+        async for _ in miner.generate(prompt="1+1=", max_tokens=4, temperature=0.0):
+            pass
+    engine.gate.set()
+    assert (await running).status is Status.OK
+    assert miner.in_flight == 0
+    # Once the slot is free again, work is accepted.
+    assert (await miner.answer(job(nonce=3))).status is Status.OK
+
+
+async def test_an_engine_failure_is_a_failed_answer_and_frees_the_slot() -> None:
+    engine = Engine()
+    engine.fail = EngineError("the engine is down")
+    miner = service(engine, max_concurrency=1)
+    answer = await miner.answer(job())
+    assert answer.status is Status.FAILED
+    assert "engine is down" in answer.error
+    assert miner.in_flight == 0
+
+
+async def test_generation_stops_at_the_task_deadline() -> None:
+    engine = Engine()
+    engine.gate = asyncio.Event()  # never released: the engine hangs
+    now = time.time_ns() // 1_000_000
+    miner = MinerService(keypair=MINER, netuid=1, engine=engine, permits=Permits(VALIDATOR.hotkey))
+    answer = await miner.answer(job(deadline_ms=now + 100))
+    assert answer.status is Status.FAILED
+    assert "deadline" in answer.error
+    assert miner.in_flight == 0
+
+
+async def test_direct_generation_streams_and_caps_max_tokens() -> None:
+    engine = Engine("42")
+    miner = MinerService(keypair=MINER, netuid=1, engine=engine, permits=Permits(), max_tokens_limit=16)
+    chunks = [c async for c in miner.generate(prompt="hi", max_tokens=1000, temperature=0.7)]
+    assert "".join(c.text for c in chunks) == "42"
+    assert engine.calls[0][1:3] == (16, 0.7)
+
+
+def test_replay_guard_forgets_pairs_once_their_deadline_passed() -> None:
+    guard = ReplayGuard()
+    guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
+    with pytest.raises(ReplayedTaskError):
+        guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=50)
+    guard.admit("w", nonce=1, deadline_unix_ms=100, now_unix_ms=50)  # another validator's nonce 1
+    assert len(guard) == 2
+    guard.admit("v", nonce=2, deadline_unix_ms=300, now_unix_ms=101)
+    assert len(guard) == 1  # both deadline-100 pairs are gone
+
+
+def test_replay_guard_at_capacity_is_busy_not_forgetful() -> None:
+    guard = ReplayGuard(capacity=2)
+    guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
+    guard.admit("v", nonce=2, deadline_unix_ms=100, now_unix_ms=0)
+    with pytest.raises(MinerBusyError):
+        guard.admit("v", nonce=3, deadline_unix_ms=100, now_unix_ms=0)
+    with pytest.raises(ReplayedTaskError):
+        guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
+
+
+def view(*permitted: str, block: int = 1) -> MetagraphView:
+    return MetagraphView(
+        netuid=1,
+        block=block,
+        epoch=1,
+        neurons=tuple(
+            NeuronView(
+                uid=uid,
+                hotkey=hotkey,
+                validator_permit=True,
+                stake_rao=1,
+                incentive=0.0,
+                dividends=0.0,
+                validator_trust=0.0,
+                emission_rao=0,
+            )
+            for uid, hotkey in enumerate(permitted)
+        ),
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_permit_cache_reads_once_then_refreshes_on_its_period() -> None:
+    reads: list[MetagraphView] = []
+    source = [view(VALIDATOR.hotkey)]
+
+    async def fetch() -> MetagraphView:
+        reads.append(source[0])
+        return source[0]
+
+    clock = Clock()
+    cache = PermitCache(fetch, netuid=1, refresh_seconds=10, miss_refresh_seconds=1, clock=clock)
+    await cache.check(VALIDATOR.hotkey)
+    await cache.check(VALIDATOR.hotkey)
+    assert len(reads) == 1
+    clock.now = 10
+    source[0] = view()  # the permit is gone at the next epoch
+    with pytest.raises(NoPermitError):
+        await cache.check(VALIDATOR.hotkey)
+    assert len(reads) == 2
+
+
+async def test_permit_cache_rereads_early_for_an_unknown_validator_but_not_too_often() -> None:
+    reads = 0
+    source = [view()]
+
+    async def fetch() -> MetagraphView:
+        nonlocal reads
+        reads += 1
+        return source[0]
+
+    clock = Clock()
+    cache = PermitCache(fetch, netuid=1, refresh_seconds=100, miss_refresh_seconds=1, clock=clock)
+    with pytest.raises(NoPermitError):
+        await cache.check(VALIDATOR.hotkey)
+    with pytest.raises(NoPermitError):
+        await cache.check(VALIDATOR.hotkey)  # too soon to read again
+    assert reads == 1
+    source[0] = view(VALIDATOR.hotkey)  # an epoch granted the permit
+    clock.now = 1
+    await cache.check(VALIDATOR.hotkey)
+    assert reads == 2
+
+
+async def test_permit_cache_keeps_the_last_view_when_the_metagraph_is_down() -> None:
+    up = [True]
+
+    async def fetch() -> MetagraphView:
+        if not up[0]:
+            raise ConnectionError("consensus is down")
+        return view(VALIDATOR.hotkey)
+
+    clock = Clock()
+    cache = PermitCache(fetch, netuid=1, refresh_seconds=10, miss_refresh_seconds=1, clock=clock)
+    await cache.check(VALIDATOR.hotkey)
+    up[0] = False
+    clock.now = 20
+    await cache.check(VALIDATOR.hotkey)
+
+
+async def test_permit_cache_without_any_view_says_the_metagraph_is_unavailable() -> None:
+    async def fetch() -> MetagraphView:
+        raise ConnectionError("consensus is down")
+
+    cache = PermitCache(fetch, netuid=1, clock=Clock())
+    with pytest.raises(MetagraphUnavailableError):
+        await cache.check(VALIDATOR.hotkey)
+
+
+def test_sse_events_become_chunks() -> None:
+    assert parse_event('{"choices":[{"index":0,"text":"2","finish_reason":null}]}') == Chunk(text="2")
+    assert parse_event('{"choices":[{"text":"","finish_reason":"length"}]}') == Chunk(
+        text="", finish_reason="length"
+    )
+    assert parse_event('{"choices":[],"usage":{"completion_tokens":4}}') == Chunk(
+        text="", completion_tokens=4
+    )
+    assert parse_event('{"choices":[]}') is None
+
+
+@pytest.mark.parametrize("data", ["not json", "[1]", '{"error":{"message":"boom"}}', '{"choices":[1]}'])
+def test_malformed_sse_events_are_engine_errors(data: str) -> None:
+    with pytest.raises(EngineError):
+        parse_event(data)
+
+
+async def test_permit_cache_does_not_hammer_a_consensus_service_that_is_down() -> None:
+    attempts = 0
+
+    async def fetch() -> MetagraphView:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError("consensus is down")
+
+    clock = Clock()
+    cache = PermitCache(fetch, netuid=1, refresh_seconds=10, miss_refresh_seconds=1, clock=clock)
+    for _ in range(5):
+        with pytest.raises(MetagraphUnavailableError):
+            await cache.check(VALIDATOR.hotkey)
+    assert attempts == 1
+    clock.now = 1
+    with pytest.raises(MetagraphUnavailableError):
+        await cache.check(VALIDATOR.hotkey)
+    assert attempts == 2

@@ -1,0 +1,264 @@
+"""The NATS protocol: subjects, trace context, and the signed Task / TaskResponse / RoundReport encodings."""
+
+from __future__ import annotations
+
+import pytest
+from kubetensor.core import keys, signing, subjects
+from kubetensor.core.keys import Keypair
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.miner.jobs import Answer, Status
+from kubetensor.miner.subscriber import job_from_proto, response_to_proto
+from kubetensor.v1 import task_pb2
+from kubetensor.validator.rounds import Outcome, OutgoingTask, RoundSummary, ScoredTask
+from kubetensor.validator.taskclient import decode_reply, decode_report, report_to_proto, task_to_proto
+
+VALIDATOR = Keypair(b"\x01" * 32)
+MINER = Keypair(b"\x02" * 32)
+OTHER = Keypair(b"\x03" * 32)
+
+
+class _Signer:
+    """The part of MinerService that response_to_proto uses."""
+
+    def __init__(self, keypair: Keypair) -> None:
+        self._keypair = keypair
+        self.hotkey = keypair.hotkey
+        self.public_key = keypair.public_key
+
+    def sign(self, domain: str, payload: bytes) -> bytes:
+        return self._keypair.sign(domain, payload)
+
+
+def outgoing(**overrides: object) -> OutgoingTask:
+    fields: dict[str, object] = {
+        "task_id": "t-1",
+        "netuid": 1,
+        "task_type": "addition",
+        "prompt": "47+85=",
+        "max_tokens": 6,
+        "miner_hotkey": MINER.hotkey,
+        "nonce": 42,
+        "deadline_unix_ms": 1_900_000_000_000,
+    }
+    fields.update(overrides)
+    return OutgoingTask(**fields)  # type: ignore[arg-type]
+
+
+def answer(**overrides: object) -> Answer:
+    fields: dict[str, object] = {
+        "task_id": "t-1",
+        "validator_hotkey": VALIDATOR.hotkey,
+        "status": Status.OK,
+        "completion": "231",
+    }
+    fields.update(overrides)
+    return Answer(**fields)  # type: ignore[arg-type]
+
+
+def test_subjects_are_per_subnet_and_hotkey() -> None:
+    assert subjects.miner_tasks(1, MINER.hotkey) == f"kt.1.miner.{MINER.hotkey}.task"
+    assert subjects.miner_queue(MINER.hotkey) == f"miner.{MINER.hotkey}"
+    assert subjects.validator_rounds(7, VALIDATOR.hotkey) == f"kt.7.validator.{VALIDATOR.hotkey}.round"
+    assert subjects.all_validator_rounds(7) == "kt.7.validator.*.round"
+
+
+@pytest.mark.parametrize("hotkey", ["", "ab", "G" * 64, ("a" * 63) + ".", "A" * 64])
+def test_subjects_refuse_what_is_not_a_hotkey(hotkey: str) -> None:
+    with pytest.raises(ValueError, match="hotkey"):
+        subjects.miner_tasks(1, hotkey)
+
+
+def test_subjects_refuse_a_netuid_outside_u16() -> None:
+    with pytest.raises(ValueError, match="netuid"):
+        subjects.miner_tasks(65_536, MINER.hotkey)
+
+
+def test_traceparent_round_trips_and_children_share_the_trace() -> None:
+    root = TraceContext.start()
+    parsed = TraceContext.parse(root.traceparent)
+    assert parsed == root
+    child = root.child()
+    assert child.trace_id == root.trace_id
+    assert child.span_id != root.span_id
+    assert root.traceparent.startswith("00-")
+    assert root.traceparent.endswith("-01")
+
+
+def test_traceparent_is_read_case_insensitively_from_headers() -> None:
+    value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    context = TraceContext.from_headers({"TraceParent": value})
+    assert context is not None
+    assert context.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert context.span_id == "00f067aa0ba902b7"
+    assert context.flags == 1
+    assert TraceContext.from_headers({"other": "x"}) is None
+    assert TraceContext.from_headers(None) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "garbage",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+    ],
+)
+def test_invalid_traceparents_are_ignored(value: str) -> None:
+    assert TraceContext.parse(value) is None
+
+
+def test_a_later_traceparent_version_is_read_by_its_first_four_fields() -> None:
+    context = TraceContext.parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future")
+    assert context is not None
+    assert context.span_id == "00f067aa0ba902b7"
+
+
+def test_a_signed_task_arrives_as_a_job_whose_signature_verifies() -> None:
+    wire = task_pb2.Task.FromString(task_to_proto(outgoing(), keypair=VALIDATOR).SerializeToString())
+    job = job_from_proto(wire, trace=None)
+    assert job.validator_hotkey == VALIDATOR.hotkey
+    assert job.signed.public_key == VALIDATOR.public_key
+    assert job.prompt == "47+85="
+    assert job.nonce == 42
+    assert keys.verify(VALIDATOR.public_key, subjects.TASK_DOMAIN, job.signed.payload, job.signed.signature)
+    # The signature covers the content: a changed prompt no longer verifies.
+    wire.prompt = "1+1="
+    tampered = job_from_proto(wire, trace=None)
+    assert not keys.verify(
+        VALIDATOR.public_key, subjects.TASK_DOMAIN, tampered.signed.payload, tampered.signed.signature
+    )
+
+
+def test_a_signed_response_decodes_as_ok() -> None:
+    data = response_to_proto(answer(), service=_Signer(MINER)).SerializeToString()  # type: ignore[arg-type]
+    reply = decode_reply(data, task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1)
+    assert reply.outcome is Outcome.OK
+    assert reply.completion == "231"
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (Status.BUSY, Outcome.BUSY),
+        (Status.REFUSED, Outcome.REFUSED),
+        (Status.EXPIRED, Outcome.EXPIRED),
+        (Status.FAILED, Outcome.FAILED),
+    ],
+)
+def test_a_miners_refusal_keeps_its_status_and_reason(status: Status, outcome: Outcome) -> None:
+    data = response_to_proto(
+        answer(status=status, completion="", error="why"),
+        service=_Signer(MINER),  # type: ignore[arg-type]
+    ).SerializeToString()
+    reply = decode_reply(data, task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1)
+    assert reply.outcome is outcome
+    assert reply.detail == "why"
+
+
+def test_a_response_signed_by_another_key_is_a_bad_signature() -> None:
+    response = response_to_proto(answer(), service=_Signer(OTHER))  # type: ignore[arg-type]
+    response.miner_hotkey = MINER.hotkey
+    reply = decode_reply(
+        response.SerializeToString(), task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1
+    )
+    assert reply.outcome is Outcome.BAD_SIGNATURE
+    # Claiming the miner's public key does not help: the signature does not verify.
+    response.signature.public_key = MINER.public_key
+    reply = decode_reply(
+        response.SerializeToString(), task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1
+    )
+    assert reply.outcome is Outcome.BAD_SIGNATURE
+
+
+def test_a_response_changed_after_signing_is_a_bad_signature() -> None:
+    response = response_to_proto(answer(completion="999"), service=_Signer(MINER))  # type: ignore[arg-type]
+    response.completion = "231"
+    reply = decode_reply(
+        response.SerializeToString(), task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1
+    )
+    assert reply.outcome is Outcome.BAD_SIGNATURE
+
+
+def test_a_response_to_another_task_is_garbage() -> None:
+    data = response_to_proto(answer(task_id="t-2"), service=_Signer(MINER)).SerializeToString()  # type: ignore[arg-type]
+    reply = decode_reply(data, task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1)
+    assert reply.outcome is Outcome.GARBAGE
+    other_validator = response_to_proto(
+        answer(validator_hotkey=OTHER.hotkey),
+        service=_Signer(MINER),  # type: ignore[arg-type]
+    ).SerializeToString()
+    reply = decode_reply(other_validator, task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1)
+    assert reply.outcome is Outcome.GARBAGE
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff\xff", b"\x0a\x05ab"])
+def test_bytes_that_are_not_a_response_are_garbage(data: bytes) -> None:
+    reply = decode_reply(data, task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1)
+    assert reply.outcome is Outcome.GARBAGE
+
+
+def summary() -> RoundSummary:
+    return RoundSummary(
+        netuid=1,
+        round=3,
+        started_unix_ms=1_700_000_000_000,
+        duration_s=0.25,
+        scores=(
+            ScoredTask(
+                task_id="t-1",
+                uid=2,
+                hotkey=MINER.hotkey,
+                outcome=Outcome.OK,
+                correctness=1.0,
+                score=0.99,
+                latency_s=0.05,
+                moving_average=0.5,
+            ),
+            ScoredTask(
+                task_id="t-2",
+                uid=3,
+                hotkey=OTHER.hotkey,
+                outcome=Outcome.TIMEOUT,
+                correctness=0.0,
+                score=0.0,
+                latency_s=5.0,
+                moving_average=0.0,
+            ),
+        ),
+        weights=((0, 0), (2, 65_535), (3, 0)),
+        weights_block=77,
+    )
+
+
+def test_a_round_report_round_trips_with_its_signature() -> None:
+    data = report_to_proto(summary(), keypair=VALIDATOR).SerializeToString()
+    decoded = decode_report(data)
+    assert decoded is not None
+    assert decoded.validator_hotkey == VALIDATOR.hotkey
+    assert decoded.scores == summary().scores
+    assert decoded.weights == summary().weights
+    assert decoded.weights_block == 77
+    assert decoded.round == 3
+
+
+def test_a_round_report_that_does_not_verify_is_dropped() -> None:
+    report = report_to_proto(summary(), keypair=VALIDATOR)
+    report.scores[0].moving_average = 1.0
+    assert decode_report(report.SerializeToString()) is None
+    forged = report_to_proto(summary(), keypair=OTHER)
+    forged.validator_hotkey = VALIDATOR.hotkey
+    assert decode_report(forged.SerializeToString()) is None
+    assert decode_report(b"\xff") is None
+
+
+def test_signing_domains_differ_per_message_kind() -> None:
+    task = task_to_proto(outgoing(), keypair=VALIDATOR)
+    payload = signing.payload(task)
+    assert keys.verify(VALIDATOR.public_key, subjects.TASK_DOMAIN, payload, task.signature.signature)
+    assert not keys.verify(
+        VALIDATOR.public_key, subjects.ROUND_REPORT_DOMAIN, payload, task.signature.signature
+    )

@@ -1,0 +1,280 @@
+"""ValidatorService rounds with in-process doubles for NATS and the consensus service: sampling, scoring,
+faults, the weight cadence, and the state file that lets a restarted validator resume."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from kubetensor.core.keys import Keypair
+from kubetensor.core.metagraphview import MetagraphView, NeuronView
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.validator.addition import problem_of
+from kubetensor.validator.errors import (
+    ConsensusUnavailableError,
+    NotRegisteredError,
+    StateMismatchError,
+    WeightsRefusedError,
+)
+from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary
+from kubetensor.validator.scoring import MovingAverages
+from kubetensor.validator.service import ValidatorService
+from kubetensor.validator.state import StateFile, ValidatorState
+from kubetensor.validator.tasks import default_registry
+
+ME = Keypair(b"\x01" * 32).hotkey
+OTHER_VALIDATOR = Keypair(b"\x02" * 32).hotkey
+MINERS = [Keypair(bytes([10 + i]) * 32).hotkey for i in range(5)]
+
+
+def neuron(uid: int, hotkey: str, *, permit: bool = False, stake: int = 0) -> NeuronView:
+    return NeuronView(
+        uid=uid,
+        hotkey=hotkey,
+        validator_permit=permit,
+        stake_rao=stake,
+        incentive=0.0,
+        dividends=0.0,
+        validator_trust=0.0,
+        emission_rao=0,
+    )
+
+
+def metagraph(*, my_permit: bool = True) -> MetagraphView:
+    return MetagraphView(
+        netuid=1,
+        block=100,
+        epoch=1,
+        neurons=(
+            neuron(0, ME, permit=my_permit, stake=600),
+            neuron(1, OTHER_VALIDATOR, permit=True, stake=400),
+            *(neuron(2 + i, hotkey) for i, hotkey in enumerate(MINERS)),
+        ),
+    )
+
+
+class Consensus:
+    def __init__(self, view: MetagraphView) -> None:
+        self.view = view
+        self.weights: list[tuple[list[tuple[int, int]], int]] = []
+        self.refuse: Exception | None = None
+
+    async def metagraph(self) -> MetagraphView:
+        return self.view
+
+    async def set_weights(self, weights: Sequence[tuple[int, int]], *, nonce: int) -> int:
+        if self.refuse is not None:
+            raise self.refuse
+        self.weights.append((list(weights), nonce))
+        return 123
+
+
+class Sender:
+    """Answers per miner hotkey: "right", "wrong", or an Outcome for a fault."""
+
+    def __init__(self, behaviour: dict[str, str | Outcome]) -> None:
+        self.behaviour = behaviour
+        self.sent: list[OutgoingTask] = []
+        self.reports: list[RoundSummary] = []
+
+    async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+        self.sent.append(task)
+        what = self.behaviour.get(task.miner_hotkey, Outcome.NO_RESPONDERS)
+        if isinstance(what, Outcome):
+            return Reply(what, timeout_s if what is Outcome.TIMEOUT else 0.001)
+        answer = problem_of(task.prompt).answer if what == "right" else "zz"
+        return Reply(Outcome.OK, 0.01, completion=answer)
+
+    async def publish_report(self, summary: RoundSummary) -> None:
+        self.reports.append(summary)
+
+
+def validator(
+    tmp_path: Path, consensus: Consensus, sender: Sender, *, clock: list[float] | None = None
+) -> ValidatorService:
+    state_file = StateFile(tmp_path / "state.json", netuid=1, hotkey=ME)
+    now = clock if clock is not None else [0.0]
+    return ValidatorService(
+        hotkey=ME,
+        netuid=1,
+        task_kind=default_registry().get("addition"),
+        sender=sender,
+        consensus=consensus,
+        state_file=state_file,
+        state=state_file.load(alpha=0.5),
+        task_timeout_s=2.0,
+        sample_size=16,
+        weights_interval_s=60.0,
+        retry_s=5.0,
+        rng=random.Random(1),
+        clock=lambda: now[0],
+    )
+
+
+async def test_a_round_queries_every_miner_but_not_the_validators(tmp_path: Path) -> None:
+    sender = Sender({hotkey: "right" for hotkey in MINERS})
+    summary = await validator(tmp_path, Consensus(metagraph()), sender).run_round()
+    assert summary is not None
+    assert sorted(task.miner_hotkey for task in sender.sent) == sorted(MINERS)
+    assert len({task.nonce for task in sender.sent}) == len(MINERS)
+    assert len({task.task_id for task in sender.sent}) == len(MINERS)
+    assert {task.prompt for task in sender.sent} == {sender.sent[0].prompt}  # one challenge per round
+    assert all(s.outcome is Outcome.OK and s.correctness == 1.0 for s in summary.scores)
+    assert sender.reports == [summary]
+
+
+async def test_sample_size_bounds_the_miners_per_round(tmp_path: Path) -> None:
+    sender = Sender({hotkey: "right" for hotkey in MINERS})
+    service = validator(tmp_path, Consensus(metagraph()), sender)
+    service._sample_size = 2
+    await service.run_round()
+    assert len(sender.sent) == 2
+
+
+async def test_without_a_permit_the_validator_waits(tmp_path: Path) -> None:
+    sender = Sender({})
+    service = validator(tmp_path, Consensus(metagraph(my_permit=False)), sender)
+    assert await service.run_round() is None
+    assert sender.sent == []
+    assert not (tmp_path / "state.json").exists()
+
+
+async def test_an_unregistered_validator_is_told_so(tmp_path: Path) -> None:
+    view = metagraph()
+    view = MetagraphView(netuid=1, block=1, epoch=1, neurons=view.neurons[1:])
+    with pytest.raises(NotRegisteredError):
+        await validator(tmp_path, Consensus(view), Sender({})).run_round()
+
+
+async def test_every_fault_scores_zero_and_right_answers_score_high(tmp_path: Path) -> None:
+    behaviour: dict[str, str | Outcome] = {
+        MINERS[0]: "right",
+        MINERS[1]: Outcome.TIMEOUT,
+        MINERS[2]: Outcome.BAD_SIGNATURE,
+        MINERS[3]: Outcome.GARBAGE,
+        MINERS[4]: "wrong",
+    }
+    summary = await validator(tmp_path, Consensus(metagraph()), Sender(behaviour)).run_round()
+    assert summary is not None
+    scores = {s.hotkey: s for s in summary.scores}
+    assert scores[MINERS[0]].score > 0.99
+    for hotkey in MINERS[1:]:
+        assert scores[hotkey].score == 0.0
+    assert scores[MINERS[1]].outcome is Outcome.TIMEOUT
+    assert scores[MINERS[1]].latency_s == 2.0
+
+
+async def test_weights_follow_the_moving_averages_on_the_cadence(tmp_path: Path) -> None:
+    consensus = Consensus(metagraph())
+    clock = [0.0]
+    behaviour: dict[str, str | Outcome] = {MINERS[0]: "right", MINERS[1]: "right", MINERS[2]: Outcome.TIMEOUT}
+    service = validator(tmp_path, consensus, Sender(behaviour), clock=clock)
+    first = await service.run_round()
+    assert first is not None
+    assert first.weights_block == 123
+    [(weights, nonce)] = consensus.weights
+    by_uid = dict(weights)
+    assert sorted(by_uid) == list(range(7))  # every uid, validators included (at 0)
+    assert by_uid[2] == by_uid[3] == 65_535
+    assert by_uid[0] == by_uid[1] == by_uid[4] == 0
+    # Not again before the interval...
+    clock[0] = 59.0
+    second = await service.run_round()
+    assert second is not None
+    assert second.weights == ()
+    assert len(consensus.weights) == 1
+    # ...then again, with a larger nonce.
+    clock[0] = 60.0
+    await service.run_round()
+    assert len(consensus.weights) == 2
+    assert consensus.weights[1][1] > nonce
+
+
+@pytest.mark.parametrize(
+    "refusal", [WeightsRefusedError("FAILED_PRECONDITION: rate limited"), ConsensusUnavailableError("down")]
+)
+async def test_refused_weights_are_retried_sooner_than_the_interval(
+    tmp_path: Path, refusal: Exception
+) -> None:
+    consensus = Consensus(metagraph())
+    consensus.refuse = refusal
+    clock = [0.0]
+    service = validator(tmp_path, consensus, Sender({MINERS[0]: "right"}), clock=clock)
+    summary = await service.run_round()
+    assert summary is not None
+    assert summary.weights == ()
+    consensus.refuse = None
+    clock[0] = 4.9
+    await service.run_round()
+    assert consensus.weights == []
+    clock[0] = 5.0
+    await service.run_round()
+    assert len(consensus.weights) == 1
+
+
+async def test_no_weights_while_every_average_is_zero(tmp_path: Path) -> None:
+    consensus = Consensus(metagraph())
+    summary = await validator(tmp_path, consensus, Sender({})).run_round()
+    assert summary is not None
+    assert consensus.weights == []
+
+
+async def test_a_restarted_validator_resumes_from_its_state_file(tmp_path: Path) -> None:
+    consensus = Consensus(metagraph())
+    sender = Sender({MINERS[0]: "right"})
+    first = validator(tmp_path, consensus, sender)
+    await first.run_round()
+    await first.run_round()
+    second = validator(tmp_path, consensus, sender)
+    assert second.state == first.state
+    assert second.state.round == 2
+    assert second.state.weights_set == 1
+    before = second.state.averages.value(2, MINERS[0])
+    summary = await second.run_round()
+    assert summary is not None
+    assert summary.round == 3
+    after = second.state.averages.value(2, MINERS[0])
+    assert after > before > 0.7
+
+
+def test_state_file_round_trips(tmp_path: Path) -> None:
+    file = StateFile(tmp_path / "s.json", netuid=1, hotkey=ME)
+    state = ValidatorState(
+        averages=MovingAverages.empty(0.3).updated([(2, MINERS[0], 0.9), (3, MINERS[1], 0.1)]),
+        round=7,
+        weights_nonce=99,
+        weights_set=2,
+    )
+    file.save(state)
+    assert file.load(alpha=0.3) == state
+    assert not (tmp_path / "s.json.partial").exists()
+
+
+def test_state_file_of_another_validator_or_subnet_is_refused(tmp_path: Path) -> None:
+    StateFile(tmp_path / "s.json", netuid=1, hotkey=ME).save(
+        ValidatorState(averages=MovingAverages.empty(0.3))
+    )
+    with pytest.raises(StateMismatchError, match="belongs to"):
+        StateFile(tmp_path / "s.json", netuid=1, hotkey=OTHER_VALIDATOR).load(alpha=0.3)
+    with pytest.raises(StateMismatchError, match="belongs to"):
+        StateFile(tmp_path / "s.json", netuid=2, hotkey=ME).load(alpha=0.3)
+
+
+@pytest.mark.parametrize("content", ["not json", "[]", '{"format": "other"}'])
+def test_state_file_that_is_not_one_is_refused(tmp_path: Path, content: str) -> None:
+    (tmp_path / "s.json").write_text(content)
+    with pytest.raises(StateMismatchError):
+        StateFile(tmp_path / "s.json", netuid=1, hotkey=ME).load(alpha=0.3)
+
+
+def test_state_file_with_malformed_entries_is_refused(tmp_path: Path) -> None:
+    file = StateFile(tmp_path / "s.json", netuid=1, hotkey=ME)
+    file.save(ValidatorState(averages=MovingAverages.empty(0.3)))
+    document = json.loads((tmp_path / "s.json").read_text())
+    document["averages"] = [{"uid": "x"}]
+    (tmp_path / "s.json").write_text(json.dumps(document))
+    with pytest.raises(StateMismatchError, match="malformed"):
+        file.load(alpha=0.3)
