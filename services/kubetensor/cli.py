@@ -84,8 +84,16 @@ def sandbox_up(
     gpu_nodes: Annotated[int, typer.Option(min=0, help="Fake GPU nodes.")] = 2,
     gpus_per_node: Annotated[int, typer.Option(min=1, help="nvidia.com/gpu capacity of each GPU node.")] = 8,
     cpu_nodes: Annotated[int, typer.Option(min=0, help="Fake CPU-only nodes.")] = 2,
+    with_operator: Annotated[
+        bool,
+        typer.Option(
+            "--with-operator",
+            help="Also install the CRDs and RBAC and run the operator (registering with a loopback "
+            "consensus service, netuid 1).",
+        ),
+    ] = False,
 ) -> None:
-    """Start etcd, kube-apiserver, controller-manager, scheduler and kwok in the background."""
+    """Start etcd, apiserver, controller-manager, scheduler and kwok (and the operator) in the background."""
     from kubetensor.sandbox.controlplane import ControlPlane, NodePool, running_components
     from kubetensor.sandbox.errors import SandboxError
 
@@ -117,6 +125,19 @@ def sandbox_up(
         f"sandbox up in {time.monotonic() - started:.1f}s "
         f"({state.kubernetes_version}, {len(state.nodes)} nodes)"
     )
+    if with_operator:
+        from kubetensor_operator import runner
+
+        try:
+            address = runner.start_consensus(d / "operator", netuid=1)
+            pid = runner.start_background(
+                kubeconfig=d / "kubeconfig", directory=d / "operator", consensus_address=address
+            )
+        except runner.OperatorStartError as error:
+            _down(d)
+            raise _fail(str(error)) from None
+        _say(f"operator running (pid {pid}); log {d / 'operator' / 'operator.log'}")
+        _say("try: kubectl apply -f manifests/examples/ && kubectl get miners")
     _print_kubeconfig(Path(state.kubeconfig))
 
 
@@ -126,9 +147,13 @@ def _print_kubeconfig(path: Path) -> None:
 
 
 def _down(d: Path) -> list[str]:
+    from kubetensor_operator import runner
+
     from kubetensor.sandbox.controlplane import stop_from_state
     from kubetensor.sandbox.errors import SandboxStateError
 
+    # The operator (and its consensus process) first, while the API server is still there.
+    runner.stop(d / "operator")
     try:
         stopped = stop_from_state(d)
     except SandboxStateError:
@@ -189,6 +214,10 @@ def sandbox_status(
         for name, up in alive.items():
             typer.echo(f"  {name:<24} {'up' if up else 'DOWN'}")
         typer.echo(f"  nodes: {', '.join(state.nodes)}")
+        from kubetensor_operator import runner
+
+        if (d / "operator").exists():
+            typer.echo(f"  operator: {'running' if runner.running(d / 'operator') else 'DOWN'}")
         _print_kubeconfig(Path(state.kubeconfig))
     if not running:
         raise typer.Exit(1)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from kubetensor.sandbox.processes import group_members
@@ -68,3 +69,48 @@ def test_sandbox_up_lists_gpu_nodes_then_down_leaves_nothing(tools: Tools, tmp_p
     assert not (tmp_path / "sandbox").exists()
     gone = kt("sandbox", "status", env=env)
     assert gone.returncode == 3
+
+
+def test_sandbox_with_operator_schedules_example_miners_on_gpu_nodes(tools: Tools, tmp_path: Path) -> None:
+    env = {**os.environ, "KT_SANDBOX_DIR": str(tmp_path / "sandbox")}
+    up = kt("sandbox", "up", "--with-operator", env=env)
+    assert up.returncode == 0, up.stderr
+    assert "operator running" in up.stderr
+    kubeconfig = tmp_path / "sandbox" / "kubeconfig"
+    kubectl = [str(tools.path("kubectl")), f"--kubeconfig={kubeconfig}"]
+    examples = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+    try:
+        subprocess.run([*kubectl, "apply", "-f", str(examples)], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 120
+        miners: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                [*kubectl, "get", "miners", "-A", "-o", "json"], capture_output=True, text=True, timeout=60
+            )
+            miners = json.loads(out.stdout)["items"] if out.returncode == 0 else []
+            if miners and all(_ready(m) for m in miners):
+                break
+            time.sleep(1)
+        assert miners
+        assert all(_ready(m) for m in miners), [m.get("status") for m in miners]
+        pods = json.loads(
+            subprocess.run(
+                [*kubectl, "get", "pods", "-A", "-l", "app.kubernetes.io/component=miner", "-o", "json"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            ).stdout
+        )["items"]
+        assert pods
+        assert all(p["spec"]["nodeName"].startswith("kt-gpu-") for p in pods)
+    finally:
+        down = kt("sandbox", "down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert not (tmp_path / "sandbox").exists()
+
+
+def _ready(resource: dict[str, object]) -> bool:
+    status = resource.get("status")
+    conditions = status.get("conditions", []) if isinstance(status, dict) else []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -1,0 +1,48 @@
+"""``OperatorSettings``: every setting of the operator process, from ``KT_OPERATOR_*`` variables.
+
+Loaded once by ``kubetensor_operator.__main__`` and passed down explicitly. Durations are seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_IMAGE = "ghcr.io/kubetensor/kubetensor:0.1.0"
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
+
+
+class OperatorSettings(BaseSettings):
+    """Settings of one operator process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KT_OPERATOR_", frozen=True, extra="forbid", use_attribute_docstrings=True
+    )
+
+    kubeconfig: Path | None = None
+    """Kubeconfig file; unset: the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config."""
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch (JSON list); empty: the whole cluster."""
+    image: str = DEFAULT_IMAGE
+    """kubetensor image for the consensus, chain, miner agent and validator containers (spec may override)."""
+    vllm_image: str = DEFAULT_VLLM_IMAGE
+    """vLLM image for a Miner's model server (``spec.vllm.image`` overrides)."""
+    consensus_address_override: str = ""
+    """host:port the operator dials for every Subnet's consensus service instead of its in-cluster
+    Service (development and tests, where pods do not run); the pods themselves are not affected."""
+    consensus_call_seconds: float = Field(default=5.0, gt=0)
+    """Deadline of each call to a consensus service."""
+    metagraph_ttl_seconds: float = Field(default=2.0, ge=0)
+    """How long one fetched metagraph serves every resource of that subnet before it is fetched again."""
+    resync_seconds: float = Field(default=60.0, gt=0)
+    """Interval of the timer that re-applies children (drift), retries registration and refreshes metrics."""
+    request_seconds: float = Field(default=30.0, gt=0)
+    """Timeout of each Kubernetes API request the operator makes itself."""
+    liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
+    """kopf's liveness endpoint (``""``: none)."""
+    log_level: str = "INFO"
+    """Python logging level name."""
+    verbose_kopf: bool = False
+    """Let kopf log at DEBUG (handler and patch details; never Secret contents, which it does not see)."""

@@ -1,0 +1,55 @@
+"""Fixtures of the operator's e2e tests: a consensus process, the operator as a real background
+process (running as its least-privilege service account) and a fresh namespace per test."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from kubetensor.sandbox.controlplane import ControlPlane
+from kubetensor_operator import runner
+
+from tests.operator_support import ConsensusProcess, OperatorHandle, kubectl
+
+
+@pytest.fixture(scope="session")
+def operator_consensus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process = ConsensusProcess(tmp_path_factory.mktemp("operator-consensus"))
+    try:
+        yield process.wait_ready()
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    kube_cluster: ControlPlane, operator_consensus: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorHandle]:
+    handle = OperatorHandle(
+        directory=tmp_path_factory.mktemp("operator"),
+        kubeconfig=kube_cluster.kubeconfig,
+        consensus_address=operator_consensus,
+    )
+    handle.start()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        assert not runner.running(handle.directory), "the operator process outlived its fixture"
+
+
+@pytest.fixture
+def namespace(
+    kube_cluster: ControlPlane, operator: OperatorHandle, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A namespace of its own for one test, deleted afterwards (the operator releases what is in it)."""
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:40].strip("-")
+    name = f"{stem}-{secrets.token_hex(3)}"
+    created = kubectl(kube_cluster, "create", "namespace", name)
+    assert created.returncode == 0, created.stderr
+    try:
+        yield name
+    finally:
+        kubectl(kube_cluster, "delete", "namespace", name, "--wait=false")

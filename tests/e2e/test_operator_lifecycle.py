@@ -1,0 +1,357 @@
+"""The operator's lifecycle on a real control plane: scheduling failures, scaling, rollouts, deletion,
+hotkeys, a missing subnet, metrics from epochs and a restart. Each test works in its own namespace."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import pytest
+import yaml
+from kubetensor.consensus.client import ConsensusClient
+from kubetensor.core.keys import Keypair
+from kubetensor.sandbox.controlplane import ControlPlane
+
+from tests.operator_support import (
+    NETUID,
+    RESYNC_SECONDS,
+    VALIDATOR_KEY,
+    VALIDATOR_STAKE,
+    OperatorHandle,
+    apply,
+    condition,
+    get,
+    kubectl,
+    miner,
+    subnet,
+    validator,
+    wait_for,
+)
+
+# Starts the control plane, a consensus process and the operator.
+pytestmark = pytest.mark.slow
+
+
+def ready(cluster: ControlPlane, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    obj = get(cluster, namespace, kind, name)
+    return obj if condition(obj, "Ready").get("status") == "True" else None
+
+
+def hotkey_secret(name: str, keypair: Keypair) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"hotkey-seed": base64.b64encode(keypair.seed.hex().encode()).decode()},
+    }
+
+
+def test_a_miner_asking_for_more_gpus_than_exist_reports_unschedulable(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    apply(kube_cluster, namespace, subnet(), miner("huge", gpus=16))
+
+    def unschedulable() -> dict[str, Any] | None:
+        obj = get(kube_cluster, namespace, "miner", "huge")
+        return obj if condition(obj, "Available").get("reason") == "Unschedulable" else None
+
+    obj = wait_for(unschedulable, what="Available=False reason Unschedulable", seconds=60)
+    available, ready_, degraded = (condition(obj, k) for k in ("Available", "Ready", "Degraded"))
+    assert available["status"] == "False"
+    assert "Insufficient nvidia.com/gpu" in available["message"]
+    assert (ready_["status"], ready_["reason"]) == ("False", "Unschedulable")
+    assert (degraded["status"], degraded["reason"]) == ("True", "Unschedulable")
+    assert "Insufficient nvidia.com/gpu" in degraded["message"]
+    events = kubectl(
+        kube_cluster, "get", "events", "-n", namespace, "--field-selector", "reason=Unschedulable"
+    )
+    assert "miner/huge" in events.stdout
+
+
+def test_kubectl_scale_changes_replicas_and_the_operator_keeps_them(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    apply(kube_cluster, namespace, subnet(), miner("m"))
+    wait_for(lambda: ready(kube_cluster, namespace, "miner", "m"), what="Miner m Ready")
+    scaled = kubectl(kube_cluster, "scale", "miner", "m", "-n", namespace, "--replicas=3")
+    assert scaled.returncode == 0, scaled.stderr
+
+    def three_ready() -> dict[str, Any] | None:
+        obj = get(kube_cluster, namespace, "miner", "m")
+        status = obj.get("status") or {}
+        return obj if (status.get("replicas"), status.get("readyReplicas")) == (3, 3) else None
+
+    wait_for(three_ready, what="3 of 3 replicas ready in the Miner's status", seconds=60)
+    assert get(kube_cluster, namespace, "deployment", "m")["spec"]["replicas"] == 3
+    scale = get(kube_cluster, namespace, "miner", "m", "--subresource=scale")
+    assert (scale["spec"]["replicas"], scale["status"]["replicas"]) == (3, 3)
+    assert scale["status"]["selector"] == "kubetensor.io/miner=m"
+
+    # Someone scales the Deployment behind the Miner's back: the operator restores the Miner's count.
+    kubectl(kube_cluster, "scale", "deployment", "m", "-n", namespace, "--replicas=1")
+    wait_for(
+        lambda: get(kube_cluster, namespace, "deployment", "m")["spec"]["replicas"] == 3,
+        what="the operator to restore the Deployment to the Miner's 3 replicas",
+        seconds=6 * RESYNC_SECONDS,
+    )
+    time.sleep(2 * RESYNC_SECONDS)
+    assert get(kube_cluster, namespace, "deployment", "m")["spec"]["replicas"] == 3
+    assert get(kube_cluster, namespace, "miner", "m")["spec"]["replicas"] == 3
+
+
+def test_a_model_change_rolls_out_without_dropping_below_the_spec_availability(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    apply(kube_cluster, namespace, subnet(), miner("m", replicas=2))
+    wait_for(
+        lambda: (get(kube_cluster, namespace, "miner", "m").get("status") or {}).get("readyReplicas") == 2,
+        what="2 ready replicas",
+    )
+    before = get(kube_cluster, namespace, "deployment", "m")["spec"]["template"]
+    new_model = '{"spec":{"model":{"name":"org/model-b"}}}'
+    patched = kubectl(kube_cluster, "patch", "miner", "m", "-n", namespace, "--type=merge", "-p", new_model)
+    assert patched.returncode == 0, patched.stderr
+
+    lowest_available = 2
+    deadline = time.monotonic() + 60
+    while True:
+        deployment = get(kube_cluster, namespace, "deployment", "m")
+        status = deployment.get("status") or {}
+        lowest_available = min(lowest_available, status.get("availableReplicas", 0))
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        done = (
+            args[0] == "org/model-b"
+            and status.get("observedGeneration") == deployment["metadata"]["generation"]
+            and status.get("updatedReplicas")
+            == status.get("availableReplicas")
+            == status.get("replicas")
+            == 2
+        )
+        if done:
+            break
+        assert time.monotonic() < deadline, f"the rollout did not finish: {status}"
+        time.sleep(0.05)
+    # maxUnavailable 0 (the default): never fewer than the 2 replicas available.
+    assert lowest_available == 2
+    assert deployment["spec"]["template"] != before
+    replica_sets = get(kube_cluster, namespace, "replicasets", "-l", "kubetensor.io/miner=m")["items"]
+    assert len(replica_sets) == 2
+
+    def rolled_out() -> dict[str, Any] | None:
+        obj = get(kube_cluster, namespace, "miner", "m")
+        progressing = condition(obj, "Progressing")
+        complete = progressing.get("reason") == "RolloutComplete" and obj["status"]["observedGeneration"] == 2
+        return obj if complete and condition(obj, "Ready").get("status") == "True" else None
+
+    wait_for(rolled_out, what="Progressing=False RolloutComplete for generation 2 and Ready")
+
+
+async def test_deleting_a_miner_removes_its_children_and_releases_its_registration(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    apply(kube_cluster, namespace, subnet(), miner("m"))
+    obj = wait_for(lambda: ready(kube_cluster, namespace, "miner", "m"), what="Miner m Ready")
+    assert obj["metadata"]["finalizers"] == ["kubetensor.io/finalizer"]
+    uid, hotkey = obj["status"]["uid"], obj["status"]["hotkey"]
+    deleted = kubectl(kube_cluster, "delete", "miner", "m", "-n", namespace, "--timeout=60s")
+    assert deleted.returncode == 0, deleted.stderr
+
+    def children() -> list[str]:
+        found = []
+        for kind, name in (("deployment", "m"), ("service", "m"), ("secret", "m-hotkey")):
+            if get(kube_cluster, namespace, kind, name) is not None:
+                found.append(f"{kind}/{name}")
+        found += [
+            p["metadata"]["name"]
+            for p in get(kube_cluster, namespace, "pods", "-l", "kubetensor.io/miner=m")["items"]
+        ]
+        return found
+
+    wait_for(lambda: not children(), what="the garbage collector to remove the Miner's children", seconds=60)
+    events = get(kube_cluster, namespace, "events", "--field-selector", "reason=RegistrationReleased")[
+        "items"
+    ]
+    assert len(events) == 1
+    assert f"released uid {uid}" in events[0]["message"]
+    # Honest about what it cannot do yet: the uid stays on the metagraph until pruned.
+    async with ConsensusClient.connect(operator.consensus_address, netuid=NETUID) as client:
+        graph = {n.hotkey: n.uid for n in (await client.metagraph()).neurons}
+    assert graph[hotkey] == uid
+
+
+def test_a_hotkey_secret_you_provide_is_used_and_never_changed(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    key = Keypair(bytes([77]) * 32)
+    apply(kube_cluster, namespace, hotkey_secret("mine", key), subnet(), miner("m", hotkeySecretName="mine"))
+    obj = wait_for(lambda: ready(kube_cluster, namespace, "miner", "m"), what="Miner m Ready")
+    assert obj["status"]["hotkey"] == key.hotkey
+    secret = get(kube_cluster, namespace, "secret", "mine")
+    assert "ownerReferences" not in secret["metadata"]
+    assert key.seed.hex() not in operator.log()
+    kubectl(kube_cluster, "delete", "miner", "m", "-n", namespace, "--timeout=60s")
+    wait_for(
+        lambda: get(kube_cluster, namespace, "deployment", "m") is None, what="the Miner's Deployment to go"
+    )
+    after = get(kube_cluster, namespace, "secret", "mine")
+    assert after["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
+
+
+def test_a_hotkey_secret_without_a_seed_is_reported_not_overwritten(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    broken = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad"}, "data": {"other": "eA=="}}
+    apply(kube_cluster, namespace, broken, subnet(), miner("m", hotkeySecretName="bad"))
+
+    def reported() -> dict[str, Any] | None:
+        obj = get(kube_cluster, namespace, "miner", "m")
+        return obj if condition(obj, "Degraded").get("reason") == "HotkeySecretInvalid" else None
+
+    obj = wait_for(reported, what="Degraded=True HotkeySecretInvalid")
+    assert "hotkey-seed" in condition(obj, "Ready")["message"]
+    assert get(kube_cluster, namespace, "secret", "bad")["data"] == {"other": "eA=="}
+    assert get(kube_cluster, namespace, "deployment", "m") is None
+
+
+def test_a_miner_waits_for_its_subnet_and_then_registers(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    apply(kube_cluster, namespace, miner("m", subnet_name="later"))
+
+    def waiting() -> dict[str, Any] | None:
+        obj = get(kube_cluster, namespace, "miner", "m")
+        return obj if condition(obj, "Ready").get("reason") == "SubnetNotFound" else None
+
+    obj = wait_for(waiting, what="Ready=False SubnetNotFound")
+    assert "'later' not found" in condition(obj, "Ready")["message"]
+    apply(kube_cluster, namespace, subnet("later"))
+    obj = wait_for(
+        lambda: ready(kube_cluster, namespace, "miner", "m"),
+        what="Miner m Ready once its Subnet exists",
+        seconds=30 + 3 * RESYNC_SECONDS,
+    )
+    assert isinstance(obj["status"]["uid"], int)
+    assert condition(obj, "Degraded")["status"] == "False"
+
+
+INVALID = [
+    (miner("m", gpus=1, model={"name": "x", "tensorParallelSize": 2}), "spec.gpus"),
+    (miner("m", model={"name": "x", "dtype": "int3"}), "spec.model.dtype"),
+    (miner("m", model={"name": "x", "extraArgs": ["--port=1"]}), "spec.model.extraArgs"),
+    (miner("m", rollout={"maxUnavailable": 0, "maxSurge": 0}), "spec.rollout"),
+    (miner("m", vllm={"resources": {"limits": {"nvidia.com/gpu": 4}}}), "spec.vllm.resources"),
+    (miner("m", coldkey="not-hex"), "spec.coldkey"),
+    (miner("m", replicas=-1), "spec.replicas"),
+    ({**miner("m"), "spec": {"subnet": "demo"}}, "spec.model"),
+    (subnet("s", netuid=0), "spec.netuid"),
+    (subnet("s", hyperparameters={"alphaLow": 60000, "alphaHigh": 100}), "spec.hyperparameters.alphaLow"),
+    (subnet("s", genesisStake={"nothex": 1}), "spec.genesisStake"),
+    (subnet("s", genesisStake={"ab" * 32: 1}), "spec.genesisStake"),  # stake comes from the chain's ledger
+    (validator("v", resources={"limits": {"nvidia.com/gpu": 1}}), "spec.resources"),
+]  # fmt: skip
+
+
+def test_invalid_specs_are_refused_by_the_api_server_naming_the_field(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    for doc, field in INVALID:
+        result = kubectl(kube_cluster, "apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump(doc))
+        assert result.returncode != 0, f"{field}: the API server accepted {doc['spec']}"
+        assert f"{field}:" in result.stderr, f"{field} not named in: {result.stderr}"
+    # An immutable field: the subnet of a Miner cannot change.
+    apply(kube_cluster, namespace, subnet(), miner("m"))
+    moved = kubectl(
+        kube_cluster,
+        "patch",
+        "miner",
+        "m",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"subnet":"other"}}',
+    )
+    assert moved.returncode != 0
+    assert "spec.subnet: Invalid value" in moved.stderr
+    assert "immutable" in moved.stderr
+
+
+async def test_metrics_are_refreshed_from_the_consensus_service(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    apply(
+        kube_cluster,
+        namespace,
+        hotkey_secret("staked", VALIDATOR_KEY),
+        subnet(),
+        miner("m"),
+        validator("v", hotkeySecretName="staked"),
+    )
+    miner_obj = wait_for(lambda: ready(kube_cluster, namespace, "miner", "m"), what="Miner m Ready")
+
+    def permitted() -> dict[str, Any] | None:
+        obj = get(kube_cluster, namespace, "validator", "v")
+        status = obj.get("status") or {}
+        return (
+            obj if status.get("validatorPermit") is True and status.get("stake") == VALIDATOR_STAKE else None
+        )
+
+    wait_for(permitted, what="the Validator's status to show its stake and permit", seconds=60)
+    async with ConsensusClient.connect(operator.consensus_address, netuid=NETUID) as client:
+        await client.set_weights(
+            VALIDATOR_KEY, weights=[(miner_obj["status"]["uid"], 65535)], nonce=time.time_ns()
+        )
+
+    def earning() -> dict[str, Any] | None:
+        obj = get(kube_cluster, namespace, "miner", "m")
+        status = obj.get("status") or {}
+        return obj if status.get("incentive", 0) > 0 and status.get("emission", 0) > 0 else None
+
+    earned = wait_for(earning, what="incentive and emission in the Miner's status after an epoch", seconds=60)
+    assert 0 < earned["status"]["incentive"] <= 1
+    validator_status = wait_for(
+        lambda: (s := get(kube_cluster, namespace, "validator", "v")["status"]).get("dividends", 0) > 0 and s,
+        what="dividends in the Validator's status",
+        seconds=60,
+    )
+    assert validator_status["trust"] > 0
+
+    subnet_status = wait_for(
+        lambda: (
+            (s := get(kube_cluster, namespace, "subnet", "demo").get("status") or {}).get("lastSettlement")
+            and s
+        ),
+        what="the Subnet's last settlement",
+    )
+    head = subnet_status["lastSettlement"]
+    assert subnet_status["epoch"] == head["epoch"]
+    async with ConsensusClient.connect(operator.consensus_address, netuid=NETUID) as client:
+        settled = {r.settlement.epoch: r.settlement.hash for r in await client.settlements()}
+    assert settled[head["epoch"]] == head["hash"]
+
+
+def test_restarting_the_operator_changes_nothing_that_was_right(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    apply(kube_cluster, namespace, subnet(), miner("m", replicas=2), validator("v"))
+    wait_for(lambda: ready(kube_cluster, namespace, "miner", "m"), what="Miner m Ready")
+    wait_for(lambda: ready(kube_cluster, namespace, "validator", "v"), what="Validator v Ready")
+    time.sleep(2 * RESYNC_SECONDS)  # let status settle (replica counts, metrics)
+
+    def snapshot() -> dict[str, Any]:
+        kinds = "deployments,services,secrets,configmaps,miners,validators"
+        items = get(kube_cluster, namespace, kinds)["items"]
+        shot: dict[str, Any] = {
+            f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in items
+        }
+        for kind, name in (("miner", "m"), ("validator", "v")):
+            shot[f"{kind} status"] = get(kube_cluster, namespace, kind, name)["status"]
+        return shot
+
+    before = snapshot()
+    operator.stop()
+    operator.start(install=False)
+    time.sleep(3 * RESYNC_SECONDS)  # resume handlers and at least two resync rounds
+    after = snapshot()
+    assert after == before

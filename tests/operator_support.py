@@ -1,0 +1,203 @@
+"""Helpers of the operator's e2e tests and benchmark: a consensus process on loopback for the operator
+to register with (pods are fake, so the operator is pointed at it), kubectl calls, bounded waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from kubetensor.core.keys import Keypair
+from kubetensor.sandbox.controlplane import ControlPlane
+from kubetensor_operator import runner
+
+TAO = 10**9
+NETUID = 1
+"""The netuid every test Subnet uses: the one consensus process serves it."""
+VALIDATOR_KEY = Keypair(bytes([41]) * 32)
+"""A validator hotkey with genesis stake in the test consensus process."""
+VALIDATOR_STAKE = 1000 * TAO
+
+T = TypeVar("T")
+
+
+class ConsensusProcess:
+    """``python -m kubetensor.consensus`` on loopback with fast blocks (0.1 s) and short epochs."""
+
+    def __init__(self, workdir: Path, *, tempo: int = 20, max_uids: int = 4096) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ready = workdir / "consensus-ready.json"
+        self.log = workdir / "consensus.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KT_CONSENSUS_")}
+        env.update(
+            {
+                "KT_CONSENSUS_LISTEN": "127.0.0.1:0",
+                "KT_CONSENSUS_READY_FILE": str(self.ready),
+                "KT_CONSENSUS_STATE_PATH": str(workdir / "consensus.sqlite3"),
+                "KT_CONSENSUS_NETUID": str(NETUID),
+                "KT_CONSENSUS_BLOCK_SECONDS": "0.1",
+                "KT_CONSENSUS_TEMPO": str(tempo),
+                "KT_CONSENSUS_MIN_ALLOWED_WEIGHTS": "1",
+                "KT_CONSENSUS_WEIGHTS_RATE_LIMIT": "0",
+                "KT_CONSENSUS_MAX_ALLOWED_UIDS": str(max_uids),
+                "KT_CONSENSUS_IMMUNITY_PERIOD": "1000000",
+                "KT_CONSENSUS_GRACE_SECONDS": "1",
+                "KT_CONSENSUS_GENESIS_STAKE": json.dumps({VALIDATOR_KEY.hotkey: VALIDATOR_STAKE}),
+            }
+        )
+        self.ready.unlink(missing_ok=True)
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kubetensor.consensus"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, *, seconds: float = 60.0) -> str:
+        """The address it serves on, once its ready file exists."""
+        deadline = time.monotonic() + seconds
+        while not self.ready.exists():
+            if self.process.poll() is not None:
+                raise AssertionError(f"the consensus process exited:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the consensus process was not ready in {seconds:.0f}s")
+            time.sleep(0.05)
+        address: str = json.loads(self.ready.read_text())["address"]
+        return address
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+
+
+def kubectl(
+    cluster: ControlPlane, *args: str, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the pinned kubectl as the admin; the completed process (never raises on failure)."""
+    return subprocess.run(
+        [str(cluster.tools.path("kubectl")), f"--kubeconfig={cluster.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        input=input_text,
+        timeout=120,
+        check=False,
+    )
+
+
+def apply(cluster: ControlPlane, namespace: str, *docs: dict[str, Any]) -> None:
+    result = kubectl(cluster, "apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump_all(docs))
+    assert result.returncode == 0, result.stderr
+
+
+def get(cluster: ControlPlane, namespace: str, *what: str) -> Any:
+    """``kubectl get -o json``; None when it does not exist."""
+    result = kubectl(cluster, "get", "-n", namespace, *what, "-o", "json")
+    if result.returncode != 0:
+        if "NotFound" in result.stderr or "not found" in result.stderr:
+            return None
+        raise AssertionError(f"kubectl get {' '.join(what)} failed: {result.stderr}")
+    return json.loads(result.stdout)
+
+
+def wait_for(check: Callable[[], T | None], *, what: str, seconds: float = 60.0, interval: float = 0.2) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + seconds
+    last = check()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {seconds:.0f}s waiting for {what}; last observation: {last!r}"
+            )
+        time.sleep(interval)
+        last = check()
+    return last
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    """The condition of type ``kind`` in ``obj``'s status ({} when absent)."""
+    for item in ((obj or {}).get("status") or {}).get("conditions", []):
+        if item["type"] == kind:
+            found: dict[str, Any] = item
+            return found
+    return {}
+
+
+def subnet(name: str = "demo", *, ephemeral: bool = True, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubetensor.io/v1alpha1",
+        "kind": "Subnet",
+        "metadata": {"name": name},
+        "spec": {"netuid": NETUID, "ledger": {"ephemeral": ephemeral}, **spec},
+    }
+
+
+def miner(
+    name: str, *, subnet_name: str = "demo", model: str | dict[str, Any] = "org/model-a", **spec: Any
+) -> dict[str, Any]:
+    """A Miner manifest; ``model`` is a model name or a whole ``spec.model``."""
+    return {
+        "apiVersion": "kubetensor.io/v1alpha1",
+        "kind": "Miner",
+        "metadata": {"name": name},
+        "spec": {
+            "subnet": subnet_name,
+            "model": model if isinstance(model, dict) else {"name": model},
+            **spec,
+        },
+    }
+
+
+def validator(name: str, *, subnet_name: str = "demo", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubetensor.io/v1alpha1",
+        "kind": "Validator",
+        "metadata": {"name": name},
+        "spec": {"subnet": subnet_name, **spec},
+    }
+
+
+RESYNC_SECONDS = 3.0
+
+
+@dataclass
+class OperatorHandle:
+    """The operator under test: restartable, with its log."""
+
+    directory: Path
+    kubeconfig: Path
+    consensus_address: str
+
+    def start(self, *, install: bool = True) -> int:
+        return runner.start_background(
+            kubeconfig=self.kubeconfig,
+            directory=self.directory,
+            consensus_address=self.consensus_address,
+            env={
+                "KT_OPERATOR_RESYNC_SECONDS": str(RESYNC_SECONDS),
+                "KT_OPERATOR_METAGRAPH_TTL_SECONDS": "0.5",
+                "KT_OPERATOR_IMAGE": "registry.test/kubetensor:e2e",
+            },
+            install_manifests=install,
+            timeout=90,
+        )
+
+    def stop(self) -> None:
+        runner.stop(self.directory)
+
+    def log(self) -> str:
+        return (self.directory / "operator.log").read_text(errors="replace")
