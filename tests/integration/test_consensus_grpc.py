@@ -14,6 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kubetensor.consensus.client import (
     ConsensusClient,
+    deregister_request,
     register_request,
     set_weights_request,
     settlement_from_proto,
@@ -254,3 +255,38 @@ async def test_health_reports_serving_through_the_error_interceptor(served: Serv
     watch.cancel()
     error = await refused(health.Check(health_pb2.HealthCheckRequest(service="no.such.Service")))
     assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_deregistration_over_grpc_frees_the_uid_and_maps_refusals_to_status_codes(
+    served: Served,
+) -> None:
+    await populate(served)
+    miner = MINERS[1]
+    forged = deregister_request(miner, netuid=NETUID, nonce=1)
+    forged.signature.signature = bytes(64)
+    error = await refused(served.stub.DeregisterNeuron(forged))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "signature: not a valid DeregisterNeuron signature" in (error.details() or "")
+    error = await refused(
+        served.stub.DeregisterNeuron(deregister_request(keypair(90), netuid=NETUID, nonce=1))
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert "is not registered" in (error.details() or "")
+
+    freed = await served.client.deregister(miner, nonce=1)
+    assert freed.uid == 3
+    graph = await served.client.metagraph()
+    assert miner.hotkey not in {n.hotkey for n in graph.neurons}
+
+    # A client retrying after a lost answer learns it went through; a fresh request finds nothing to free.
+    error = await refused(served.stub.DeregisterNeuron(deregister_request(miner, netuid=NETUID, nonce=1)))
+    assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+    error = await refused(served.stub.DeregisterNeuron(deregister_request(miner, netuid=NETUID, nonce=2)))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert await served.client.metagraph() == graph
+
+    served.clock.advance(TEMPO)
+    await eventually(lambda: len(served.node.store.settlements()) == 2, what="epoch 2")
+    (last,) = await served.client.settlements(start_epoch=2)
+    assert [e.uid for e in last.settlement.entries] == [0, 1, 2, 4]
+    assert settlement_from_proto(last.settlement).hash == last.settlement.hash

@@ -352,3 +352,101 @@ def test_weights_digest_depends_only_on_weights() -> None:
     metagraph = permitted(registered(2), 0)
     assert with_neuron(metagraph, 1, stake_rao=9).weights_digest == metagraph.weights_digest
     assert with_neuron(metagraph, 0, weights=((1, 2),)).weights_digest != metagraph.weights_digest
+
+
+# -- deregistration ---------------------------------------------------------------------------------------
+
+
+def test_deregister_frees_the_uid_and_clears_weights_and_bonds_to_and_from_it() -> None:
+    metagraph = permitted(registered(4, block=0), 0, 1)
+    metagraph = metagraph.set_weights(hotkey=hotkey(0), weights=[(2, 100), (3, 50)], block=20, rules=OPEN)
+    metagraph = metagraph.set_weights(hotkey=hotkey(2), weights=[(2, 1)], block=20, rules=OPEN)
+    metagraph = with_neuron(metagraph, 0, bonds=((2, 400), (3, 200)))
+    metagraph = with_neuron(metagraph, 2, bonds=((3, 9),), incentive=5, emission_rao=77, stake_rao=3)
+    untouched = metagraph.neurons[1]
+
+    new, uid = metagraph.deregister(hotkey=hotkey(2), block=30)
+
+    assert uid == 2
+    assert new.n == 4
+    assert new.neurons[2] == Neuron.vacancy(2, block=30)
+    assert new.neurons[2].vacant
+    assert (new.neurons[2].weights, new.neurons[2].bonds, new.neurons[2].emission_rao) == ((), (), 0)
+    assert new.uid_of(hotkey(2)) is None
+    assert [n.uid for n in new.registered] == [0, 1, 3]
+    # Weights to it become explicit zeros (as clear_neuron leaves them); bonds to it are dropped.
+    assert new.neurons[0].weights == ((2, 0), (3, 32768))
+    assert new.neurons[0].bonds == ((3, 200),)
+    assert new.neurons[1] is untouched
+    assert new.neurons[3] is metagraph.neurons[3]
+
+
+def test_deregister_refuses_a_hotkey_that_holds_no_uid() -> None:
+    metagraph = registered(2)
+    with pytest.raises(NotRegisteredError):
+        metagraph.deregister(hotkey=hotkey(7), block=3)
+    freed, _ = metagraph.deregister(hotkey=hotkey(1), block=3)
+    with pytest.raises(NotRegisteredError):
+        freed.deregister(hotkey=hotkey(1), block=4)
+
+
+def test_register_takes_the_lowest_vacant_uid_before_appending_or_pruning() -> None:
+    rules = replace(OPEN, max_allowed_uids=4)
+    metagraph = registered(4, rules=rules)
+    metagraph, _ = metagraph.deregister(hotkey=hotkey(3), block=5)
+    metagraph, _ = metagraph.deregister(hotkey=hotkey(1), block=6)
+    metagraph, uid = metagraph.register(
+        hotkey=hotkey(9), coldkey=hotkey(8), block=7, stake_rao=0, rules=rules
+    )
+    assert uid == 1
+    # Full but with a vacancy: it is taken, nobody is pruned.
+    metagraph, uid = metagraph.register(
+        hotkey=hotkey(10), coldkey=hotkey(8), block=8, stake_rao=0, rules=rules
+    )
+    assert uid == 3
+    assert [n.hotkey for n in metagraph.neurons] == [hotkey(0), hotkey(9), hotkey(2), hotkey(10)]
+    # A deregistered hotkey may register again, into whatever uid is free then.
+    metagraph, _ = metagraph.deregister(hotkey=hotkey(0), block=9)
+    metagraph, uid = metagraph.register(
+        hotkey=hotkey(3), coldkey=hotkey(8), block=10, stake_rao=0, rules=rules
+    )
+    assert (uid, metagraph.neurons[0].registered_at_block) == (0, 10)
+
+
+def test_set_weights_refuses_a_vacant_uid_and_counts_only_registered_uids() -> None:
+    metagraph = permitted(registered(4), 0)
+    metagraph, _ = metagraph.deregister(hotkey=hotkey(2), block=5)
+    with pytest.raises(InvalidWeightsError, match="vacant") as refused:
+        metagraph.set_weights(hotkey=hotkey(0), weights=[(1, 1), (2, 1)], block=6, rules=OPEN)
+    assert refused.value.field == "weights[1].uid"
+    # The chain default asks for every uid: the three registered ones, not the vacancy.
+    chain_default = replace(OPEN, min_allowed_weights=1024)
+    new = metagraph.set_weights(
+        hotkey=hotkey(0), weights=[(0, 0), (1, 1), (3, 1)], block=6, rules=chain_default
+    )
+    assert new.neurons[0].weights == ((0, 0), (1, 65535), (3, 65535))
+
+
+def test_a_vacant_uid_earns_nothing_and_stays_vacant_through_an_epoch() -> None:
+    metagraph = registered(5).with_stakes({hotkey(0): 600 * TAO, hotkey(1): 400 * TAO})
+    params = EpochParams(tempo=10)
+    metagraph = metagraph.after_epoch(run_epoch(metagraph.epoch_inputs(block=10), params), block=10)
+    for validator in (0, 1):
+        metagraph = metagraph.set_weights(
+            hotkey=hotkey(validator), weights=[(2, 300), (3, 100), (4, 50)], block=11, rules=OPEN
+        )
+    metagraph = metagraph.after_epoch(run_epoch(metagraph.epoch_inputs(block=20), params), block=20)
+    assert metagraph.neurons[2].incentive > 0
+    assert metagraph.neurons[2].emission_rao > 0
+
+    metagraph, _ = metagraph.deregister(hotkey=hotkey(2), block=25)
+    # The stake source knows nothing of a vacancy; it keeps zero stake whatever it is told.
+    metagraph = metagraph.with_stakes({hotkey(0): 600 * TAO, hotkey(1): 400 * TAO, "": 5})
+    result = run_epoch(metagraph.epoch_inputs(block=30), params)
+    after = metagraph.after_epoch(result, block=30)
+
+    assert after.neurons[2] == Neuron.vacancy(2, block=25)
+    assert (result.incentive.tolist()[2], result.combined_emission[2]) == (0, 0)
+    # Its share went to the miners still weighted.
+    assert after.neurons[3].incentive > metagraph.neurons[3].incentive
+    assert all(pair[0] != 2 for neuron in after.registered for pair in neuron.bonds)

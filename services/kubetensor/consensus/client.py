@@ -13,7 +13,7 @@ from types import TracebackType
 import grpc
 
 from kubetensor.consensus.fixed import ONE
-from kubetensor.consensus.service import REGISTER_NEURON, SET_WEIGHTS
+from kubetensor.consensus.service import DEREGISTER_NEURON, REGISTER_NEURON, SET_WEIGHTS
 from kubetensor.consensus.settlement import Settlement, SettlementEntry
 from kubetensor.core import signing
 from kubetensor.core.keys import Keypair
@@ -28,6 +28,13 @@ def register_request(
         netuid=netuid, hotkey=keypair.hotkey, coldkey=coldkey, nonce=nonce
     )
     signing.sign(request, keypair, domain=REGISTER_NEURON)
+    return request
+
+
+def deregister_request(keypair: Keypair, *, netuid: int, nonce: int) -> consensus_pb2.DeregisterNeuronRequest:
+    """A ``DeregisterNeuronRequest`` for ``keypair``'s hotkey, signed by it."""
+    request = consensus_pb2.DeregisterNeuronRequest(netuid=netuid, hotkey=keypair.hotkey, nonce=nonce)
+    signing.sign(request, keypair, domain=DEREGISTER_NEURON)
     return request
 
 
@@ -106,6 +113,14 @@ class ConsensusClient:
         """Register ``keypair``'s hotkey, owned by ``coldkey`` (hex)."""
         request = register_request(keypair, netuid=self.netuid, coldkey=coldkey, nonce=nonce)
         response: consensus_pb2.RegisterNeuronResponse = await self._stub.RegisterNeuron(
+            request, timeout=self.call_seconds
+        )
+        return response
+
+    async def deregister(self, keypair: Keypair, *, nonce: int) -> consensus_pb2.DeregisterNeuronResponse:
+        """Free the uid ``keypair``'s hotkey holds (NOT_FOUND when it holds none)."""
+        request = deregister_request(keypair, netuid=self.netuid, nonce=nonce)
+        response: consensus_pb2.DeregisterNeuronResponse = await self._stub.DeregisterNeuron(
             request, timeout=self.call_seconds
         )
         return response

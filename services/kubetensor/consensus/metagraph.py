@@ -15,12 +15,20 @@ the commit ``yuma-spec.md`` names; §6 and §10 there):
   ``block - registered_at < immunity_period``. The replaced uid is cleared (``clear_neuron``): its own
   weights and bonds row go, weights *to* it become explicit zeros, its outputs reset, its permit is
   false and ``last_update`` is the registration block.
+* Deregistration (kubetensor's own: the chain has no voluntary deregistration) frees the uid the way
+  pruning does before it hands the uid over: ``clear_neuron`` (its weights and bonds row go, weights
+  *to* it become explicit zeros) and, in addition, every bond held *to* it is dropped. The uid stays in
+  ``neurons`` as a vacancy (``Neuron.vacancy``: no hotkey, ``registered_at_block`` the block it was
+  freed at) so no other uid moves; the next registration takes the lowest vacant uid before it appends
+  or prunes. A vacancy holds no stake, sets no weights, may not be weighted, earns nothing and is
+  absent from settlements and from ``GetMetagraph``.
 * ``set_weights`` checks, in the chain's order: at most ``n`` entries, the hotkey is registered, its
   stake reaches the stake threshold, the rate limit (``block - last_update >= weights_rate_limit``, or
   ``last_update == 0``), a validator permit unless the row is a self-weight only, no duplicate uids,
-  every uid exists, ``len >= min(n, min_allowed_weights)`` unless self-weight, and after the max-upscale
-  to u16 (``vec_u16_max_upscale_to_u16``) the normalized maximum is at most
-  ``max_weights_limit / 65535`` unless self-weight. Rows are stored max-upscaled and sorted by uid (the
+  every uid exists and is not vacant, ``len >= min(registered, min_allowed_weights)`` unless
+  self-weight (``registered``: uids that are not vacant), and after the max-upscale to u16
+  (``vec_u16_max_upscale_to_u16``) the normalized maximum is at most ``max_weights_limit / 65535``
+  unless self-weight. Rows are stored max-upscaled and sorted by uid (the
   SDK submits sorted rows and ``yuma.run_epoch`` assumes them).
 * An epoch reads ``epoch_inputs`` and ``after_epoch`` stores what it wrote: bonds, the next epoch's
   permits, and incentive, dividends, validator trust, consensus (raw I32F32) and emission (rao) per uid.
@@ -51,6 +59,9 @@ from kubetensor.core import canonical
 
 WeightRow = tuple[tuple[int, int], ...]
 """A sparse chain row: ``(uid, u16)`` pairs sorted by uid."""
+
+VACANT = ""
+"""The hotkey (and coldkey) of a vacant uid: one freed by a deregistration and not yet taken again."""
 
 _I64_MAX = (1 << 63) - 1
 
@@ -118,6 +129,16 @@ class Neuron:
     emission_rao: int = 0
     """``Emission``: rao the last epoch gave this uid (incentive plus dividends; pruning reads it)."""
 
+    @classmethod
+    def vacancy(cls, uid: int, *, block: int) -> Neuron:
+        """The vacant ``uid``, freed at ``block`` (everything else zero; it is stored as just that)."""
+        return cls(uid=uid, hotkey=VACANT, coldkey=VACANT, registered_at_block=block, last_update_block=block)
+
+    @property
+    def vacant(self) -> bool:
+        """True for a uid freed by a deregistration and not yet taken again."""
+        return self.hotkey == VACANT
+
     def to_canonical(self) -> dict[str, canonical.Canonical]:
         """This neuron as a canonical-encoding value (every field, by name)."""
         return {
@@ -168,18 +189,24 @@ class Metagraph:
         for index, neuron in enumerate(self.neurons):
             if neuron.uid != index:
                 raise ValueError(f"neurons[{index}]: uid {neuron.uid} out of order")
-        by_hotkey = {neuron.hotkey: neuron.uid for neuron in self.neurons}
-        if len(by_hotkey) != len(self.neurons):
+        registered = [neuron for neuron in self.neurons if not neuron.vacant]
+        by_hotkey = {neuron.hotkey: neuron.uid for neuron in registered}
+        if len(by_hotkey) != len(registered):
             raise ValueError("neurons: a hotkey holds two uids")
         object.__setattr__(self, "_by_hotkey", by_hotkey)
 
     @property
     def n(self) -> int:
-        """``SubnetworkN``: number of uids."""
+        """``SubnetworkN``: number of uids, vacant ones included."""
         return len(self.neurons)
 
+    @property
+    def registered(self) -> tuple[Neuron, ...]:
+        """The uids a hotkey holds (every uid but the vacant ones), in uid order."""
+        return tuple(neuron for neuron in self.neurons if not neuron.vacant)
+
     def uid_of(self, hotkey: str) -> int | None:
-        """The uid ``hotkey`` holds, or None."""
+        """The uid ``hotkey`` holds, or None (also for ``VACANT``)."""
         return self._by_hotkey.get(hotkey)
 
     def neuron_of(self, hotkey: str) -> Neuron:
@@ -201,7 +228,7 @@ class Metagraph:
         best_free: tuple[int, int, int] | None = None
         best_immune: tuple[int, int, int] | None = None
         free_count = 0
-        for neuron in self.neurons:
+        for neuron in self.registered:
             key = (neuron.emission_rao, neuron.registered_at_block, neuron.uid)
             if self.is_immune(neuron, block=block, rules=rules):
                 best_immune = key if best_immune is None else min(best_immune, key)
@@ -215,12 +242,19 @@ class Metagraph:
     def register(
         self, *, hotkey: str, coldkey: str, block: int, stake_rao: int, rules: SubnetRules
     ) -> tuple[Metagraph, int]:
-        """Register ``hotkey`` at ``block``: append a uid or replace the pruned one. Returns (new, uid)."""
+        """Register ``hotkey`` at ``block``: take the lowest vacant uid, else append one, else replace the
+        pruned one. Returns (new, uid)."""
         _check_int("stake_rao", stake_rao, low=0, high=_I64_MAX)
+        if hotkey == VACANT:
+            raise ValueError("hotkey: expected a hotkey, got the empty string")
         existing = self.uid_of(hotkey)
         if existing is not None:
             raise AlreadyRegisteredError(hotkey, uid=existing)
-        if self.n < rules.max_allowed_uids:
+        vacant = next((neuron.uid for neuron in self.neurons if neuron.vacant), None)
+        if vacant is not None:
+            uid = vacant
+            neurons = self._cleared(uid)
+        elif self.n < rules.max_allowed_uids:
             uid = self.n
             neurons = self.neurons
         else:
@@ -238,6 +272,19 @@ class Metagraph:
             stake_rao=stake_rao,
         )
         return replace(self, neurons=(*neurons[:uid], fresh, *neurons[uid + 1 :])), uid
+
+    def deregister(self, *, hotkey: str, block: int) -> tuple[Metagraph, int]:
+        """Free the uid ``hotkey`` holds at ``block`` (see the module doc). Returns (new, freed uid);
+        NotRegisteredError when ``hotkey`` holds none."""
+        uid = self.neuron_of(hotkey).uid
+        neurons: list[Neuron] = []
+        for neuron in self._cleared(uid):
+            if neuron.uid == uid:
+                neuron = Neuron.vacancy(uid, block=block)
+            elif any(target == uid for target, _ in neuron.bonds):
+                neuron = replace(neuron, bonds=tuple(pair for pair in neuron.bonds if pair[0] != uid))
+            neurons.append(neuron)
+        return replace(self, neurons=tuple(neurons)), uid
 
     def _cleared(self, uid: int) -> tuple[Neuron, ...]:
         """The neurons after ``clear_neuron(uid)`` of every *other* uid's state: weights to it become 0."""
@@ -280,7 +327,12 @@ class Metagraph:
                 raise InvalidWeightsError(
                     f"weights[{index}].uid", f"uid {uid} does not exist (the subnet has uids 0..{self.n - 1})"
                 )
-        needed = min(self.n, rules.min_allowed_weights)
+            if self.neurons[uid].vacant:
+                raise InvalidWeightsError(
+                    f"weights[{index}].uid",
+                    f"uid {uid} is vacant (deregistered at block {self.neurons[uid].registered_at_block})",
+                )
+        needed = min(len(self.registered), rules.min_allowed_weights)
         if not self_weight and len(uids) < needed:
             raise InvalidWeightsError("weights", f"expected at least {needed} entries, got {len(uids)}")
         upscaled = fixed.vec_u16_max_upscale_to_u16(values)
@@ -299,6 +351,9 @@ class Metagraph:
         """The metagraph with each neuron's stake from ``stakes`` (hotkey -> rao; missing means 0)."""
         neurons = []
         for neuron in self.neurons:
+            if neuron.vacant:
+                neurons.append(neuron)
+                continue
             stake = stakes.get(neuron.hotkey, 0)
             _check_int(f"stake of {neuron.hotkey[:16]}...", stake, low=0, high=_I64_MAX)
             neurons.append(neuron if stake == neuron.stake_rao else replace(neuron, stake_rao=stake))
@@ -318,7 +373,9 @@ class Metagraph:
         )
 
     def after_epoch(self, result: EpochResult, *, block: int) -> Metagraph:
-        """The metagraph after the epoch that produced ``result`` ran at ``block`` (its epoch number +1)."""
+        """The metagraph after the epoch that produced ``result`` ran at ``block`` (its epoch number +1).
+
+        A vacancy stays exactly a vacancy: it held nothing, so the epoch gave it nothing."""
         if result.n != self.n or result.current_block != block:
             raise ValueError(f"the epoch result is for n={result.n} at block {result.current_block}")
         bonds = result.bonds_storage_rows()
@@ -328,7 +385,9 @@ class Metagraph:
         trust: list[int] = result.validator_trust.tolist()
         consensus_: list[int] = result.consensus.tolist()
         neurons = tuple(
-            replace(
+            neuron
+            if neuron.vacant
+            else replace(
                 neuron,
                 validator_permit=bool(permits[uid]),
                 bonds=tuple(sorted(bonds[uid])),

@@ -1,4 +1,5 @@
-"""``ConsensusService``: the consensus domain service of one subnet (registration, weights, epochs).
+"""``ConsensusService``: the consensus domain service of one subnet (registration, deregistration,
+weights, epochs).
 
 Called by ``ConsensusServicer`` (the gRPC edge, which turns wire requests into the request types
 below) and composed by ``__main__``. It owns the subnet's ``Metagraph`` and changes it only through
@@ -53,6 +54,8 @@ _log = logging.getLogger(__name__)
 
 REGISTER_NEURON = "RegisterNeuron"
 """Signing domain of registrations (``keys.signing_bytes``)."""
+DEREGISTER_NEURON = "DeregisterNeuron"
+"""Signing domain of deregistrations."""
 SET_WEIGHTS = "SetWeights"
 """Signing domain of weight sets."""
 MAX_PAGE = 1_000
@@ -120,6 +123,20 @@ class NeuronRegistration:
 
 
 @dataclass(frozen=True)
+class NeuronDeregistration:
+    """A request to free the uid ``hotkey`` holds on subnet ``netuid``; signed by the hotkey."""
+
+    netuid: int
+    hotkey: str
+    nonce: int
+    signed: SignedBytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hotkey", _public_key_hex("hotkey", self.hotkey))
+        _check_u64("nonce", self.nonce)
+
+
+@dataclass(frozen=True)
 class WeightSubmission:
     """A validator's weights ``(uid, u16)`` for subnet ``netuid``; signed by its hotkey."""
 
@@ -144,6 +161,14 @@ class WeightSubmission:
 @dataclass(frozen=True)
 class Registered:
     """Where a registration landed."""
+
+    uid: int
+    block: int
+
+
+@dataclass(frozen=True)
+class Deregistered:
+    """Which uid a deregistration freed, and when."""
 
     uid: int
     block: int
@@ -251,6 +276,24 @@ class ConsensusService:
         _log.info("registered %s... as uid %d at block %d", request.hotkey[:16], uid, block)
         return Registered(uid=uid, block=block)
 
+    async def deregister(self, request: NeuronDeregistration) -> Deregistered:
+        """Free the uid the request's hotkey holds (see ``Metagraph.deregister``).
+
+        A hotkey that holds no uid (never registered, or already deregistered) is NotRegisteredError
+        (NOT_FOUND), which a caller that wants the hotkey gone treats as done.
+        """
+        self._check_netuid(request.netuid)
+        self._authenticate(request.hotkey, domain=DEREGISTER_NEURON, signed=request.signed)
+        async with self._lock:
+            record = self._nonce_record(
+                request.hotkey, domain=DEREGISTER_NEURON, nonce=request.nonce, signed=request.signed
+            )
+            block = self._clock.block()
+            new, uid = self._metagraph.deregister(hotkey=request.hotkey, block=block)
+            self._commit(new, nonce=record)
+        _log.info("deregistered %s... from uid %d at block %d", request.hotkey[:16], uid, block)
+        return Deregistered(uid=uid, block=block)
+
     async def set_weights(self, request: WeightSubmission) -> int:
         """Set the request's weights (see ``Metagraph.set_weights``); returns the block they were set at."""
         self._check_netuid(request.netuid)
@@ -292,7 +335,7 @@ class ConsensusService:
             current = self._metagraph
             if block < self.next_epoch_block:
                 return None
-            stakes = await self._stake_source.stakes([neuron.hotkey for neuron in current.neurons])
+            stakes = await self._stake_source.stakes([neuron.hotkey for neuron in current.registered])
             staked = current.with_stakes(stakes)
             result = run_epoch(staked.epoch_inputs(block=block), self._config.params)
             settlement = Settlement.from_epoch(

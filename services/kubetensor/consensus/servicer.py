@@ -18,6 +18,7 @@ from kubetensor.consensus.metagraph import Neuron, WeightRow
 from kubetensor.consensus.service import (
     MAX_PAGE,
     ConsensusService,
+    NeuronDeregistration,
     NeuronRegistration,
     SignedBytes,
     WeightSubmission,
@@ -105,6 +106,15 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
         registered = await self._service.register(registration)
         return consensus_pb2.RegisterNeuronResponse(uid=registered.uid, registered_at_block=registered.block)
 
+    async def DeregisterNeuron(
+        self, request: consensus_pb2.DeregisterNeuronRequest, context: grpc.aio.ServicerContext
+    ) -> consensus_pb2.DeregisterNeuronResponse:
+        deregistration = NeuronDeregistration(
+            netuid=request.netuid, hotkey=request.hotkey, nonce=request.nonce, signed=_signed(request)
+        )
+        freed = await self._service.deregister(deregistration)
+        return consensus_pb2.DeregisterNeuronResponse(uid=freed.uid, deregistered_at_block=freed.block)
+
     async def SetWeights(
         self, request: consensus_pb2.SetWeightsRequest, context: grpc.aio.ServicerContext
     ) -> consensus_pb2.SetWeightsResponse:
@@ -127,7 +137,7 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
             netuid=metagraph.netuid,
             block=snapshot.block,
             epoch=metagraph.epoch,
-            neurons=[neuron_to_proto(neuron) for neuron in metagraph.neurons],
+            neurons=[neuron_to_proto(neuron) for neuron in metagraph.registered],
             last_epoch_block=metagraph.last_epoch_block,
         )
 

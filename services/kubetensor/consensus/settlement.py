@@ -12,8 +12,9 @@ The canonical encoding (``kubetensor.core.canonical``) of a settlement is the JS
      "entries": [{"uid": int, "hotkey": hex, "incentive": int, "dividends": int, "emission_rao": int}]}
 
 with ``incentive`` and ``dividends`` the raw I32F32 integers (value = raw / 2**32, exact in a double)
-and entries in uid order. ``hash`` is the hex sha256 of those bytes; ``previous_hash`` is the hash of
-the previous settlement of the same subnet ("" for epoch 1), so the sequence is a hash chain.
+and entries in uid order, one per registered uid (a vacant uid, freed by a deregistration, has none).
+``hash`` is the hex sha256 of those bytes; ``previous_hash`` is the hash of the previous settlement of
+the same subnet ("" for epoch 1), so the sequence is a hash chain.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Settlement:
                 dividends=int(dividends[neuron.uid]),
                 emission_rao=result.combined_emission[neuron.uid],
             )
-            for neuron in metagraph.neurons
+            for neuron in metagraph.registered
         )
         return cls(
             netuid=metagraph.netuid,

@@ -2,14 +2,16 @@
 
 Opened by ``__main__`` (and by tests that inspect a state file); written only by ``ConsensusService``
 and ``settlementlog.LocalSettlementLog``. Holds the subnet's genesis time, the metagraph (neurons with
-their weights, bonds, permits and last epoch's outputs), the last accepted nonce per (hotkey, request
+their weights, bonds, permits and last epoch's outputs; a vacant uid is a row of ``vacancies``, the
+block it was freed at, instead of a row of ``neurons``), the last accepted nonce per (hotkey, request
 kind), every settlement with its delivery state, and the local settlement log.
 
-Every change is one transaction (``commit``): a registration or weight set commits the new metagraph
-with the nonce it consumed; an epoch commits its new metagraph (bonds, permits, outputs, epoch number,
-last epoch block) together with its settlement. So a process killed at any instant restarts on a state
-that is exactly "before" or "after" each change: no epoch is settled twice (``settlements.epoch`` is
-the primary key and must follow the last one), none is skipped, and bonds carry over.
+Every change is one transaction (``commit``): a registration, deregistration or weight set commits the
+new metagraph with the nonce it consumed; an epoch commits its new metagraph (bonds, permits, outputs,
+epoch number, last epoch block) together with its settlement. So a process killed at any instant
+restarts on a state that is exactly "before" or "after" each change: no epoch is settled twice
+(``settlements.epoch`` is the primary key and must follow the last one), none is skipped, and bonds
+carry over.
 
 Integers are SQLite INTEGERs (signed 64-bit): stake and emission are kept below 2**63 by the settings
 and the ``StakeSource`` contract; nonces (u64 on the wire) are stored as decimal text.
@@ -50,6 +52,10 @@ CREATE TABLE IF NOT EXISTS neurons (
     validator_trust     INTEGER NOT NULL,
     consensus           INTEGER NOT NULL,
     emission_rao        INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vacancies (
+    uid            INTEGER PRIMARY KEY,
+    freed_at_block INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS nonces (
     hotkey         TEXT NOT NULL,
@@ -166,7 +172,8 @@ class ConsensusStore:
             " validator_permit, weights, bonds, incentive, dividends, validator_trust, consensus,"
             " emission_rao FROM neurons ORDER BY uid"
         ).fetchall()
-        neurons = tuple(
+        vacancies = self._conn.execute("SELECT uid, freed_at_block FROM vacancies ORDER BY uid").fetchall()
+        registered = [
             Neuron(
                 uid=row[0],
                 hotkey=row[1],
@@ -184,7 +191,9 @@ class ConsensusStore:
                 emission_rao=row[13],
             )
             for row in rows
-        )
+        ]
+        freed = [Neuron.vacancy(uid, block=block) for uid, block in vacancies]
+        neurons = tuple(sorted(registered + freed, key=lambda neuron: neuron.uid))
         return Metagraph(
             netuid=self.netuid,
             neurons=neurons,
@@ -208,8 +217,9 @@ class ConsensusStore:
             "SELECT max(coalesce(max(registered_at_block), 0), coalesce(max(last_update_block), 0))"
             " FROM neurons"
         ).fetchone()
+        (freed,) = self._conn.execute("SELECT coalesce(max(freed_at_block), 0) FROM vacancies").fetchone()
         (last_epoch,) = self._conn.execute("SELECT value FROM meta WHERE key = 'last_epoch_block'").fetchone()
-        return max(int(row[0] or 0), int(last_epoch))
+        return max(int(row[0] or 0), int(freed), int(last_epoch))
 
     def settlements(self, *, start_epoch: int = 1, limit: int | None = None) -> list[SettlementRecord]:
         """Committed settlements from ``start_epoch`` on, in epoch order, at most ``limit`` of them."""
@@ -259,6 +269,14 @@ class ConsensusStore:
             for neuron in metagraph.neurons:
                 if neuron.uid < previous.n and previous.neurons[neuron.uid] is neuron:
                     continue
+                if neuron.vacant:
+                    self._conn.execute("DELETE FROM neurons WHERE uid = ?", (neuron.uid,))
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO vacancies (uid, freed_at_block) VALUES (?, ?)",
+                        (neuron.uid, neuron.registered_at_block),
+                    )
+                    continue
+                self._conn.execute("DELETE FROM vacancies WHERE uid = ?", (neuron.uid,))
                 self._conn.execute(
                     "INSERT OR REPLACE INTO neurons (uid, hotkey, coldkey, registered_at_block,"
                     " last_update_block, stake_rao, validator_permit, weights, bonds, incentive, dividends,"

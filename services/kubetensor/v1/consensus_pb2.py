@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kubetensor.v1 import common_pb2 as kubetensor_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dkubetensor/v1/consensus.proto\x12\rkubetensor.v1\x1a\x1akubetensor/v1/common.proto\"\x84\x01\n\x15RegisterNeuronRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\x0f\n\x07\x63oldkey\x18\x03 \x01(\t\x12\r\n\x05nonce\x18\x04 \x01(\x04\x12+\n\tsignature\x18\x05 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"B\n\x16RegisterNeuronResponse\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x1b\n\x13registered_at_block\x18\x02 \x01(\x04\"\x9c\x01\n\x11SetWeightsRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12+\n\x07weights\x18\x03 \x03(\x0b\x32\x1a.kubetensor.v1.WeightEntry\x12\r\n\x05nonce\x18\x04 \x01(\x04\x12+\n\tsignature\x18\x05 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"#\n\x12SetWeightsResponse\x12\r\n\x05\x62lock\x18\x01 \x01(\x04\"%\n\x13GetMetagraphRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\"\x86\x01\n\x14GetMetagraphResponse\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\r\n\x05\x62lock\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12&\n\x07neurons\x18\x04 \x03(\x0b\x32\x15.kubetensor.v1.Neuron\x12\x18\n\x10last_epoch_block\x18\x05 \x01(\x04\"\xc2\x01\n\nSettlement\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05\x62lock\x18\x03 \x01(\x04\x12\x18\n\x10metagraph_digest\x18\x04 \x01(\t\x12\x16\n\x0eweights_digest\x18\x05 \x01(\t\x12/\n\x07\x65ntries\x18\x06 \x03(\x0b\x32\x1e.kubetensor.v1.SettlementEntry\x12\x15\n\rprevious_hash\x18\x07 \x01(\t\x12\x0c\n\x04hash\x18\x08 \x01(\t\"j\n\x0fSettlementEntry\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\x11\n\tincentive\x18\x03 \x01(\x01\x12\x11\n\tdividends\x18\x04 \x01(\x01\x12\x14\n\x0c\x65mission_rao\x18\x05 \x01(\x04\";\n\x11SettlementReceipt\x12\r\n\x05\x62lock\x18\x01 \x01(\x04\x12\x17\n\x0fsettlement_hash\x18\x02 \x01(\t\"L\n\x16ListSettlementsRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\x13\n\x0bstart_epoch\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"t\n\x10SettlementRecord\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\x12\x31\n\x07receipt\x18\x02 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt\"i\n\x17ListSettlementsResponse\x12\x34\n\x0bsettlements\x18\x01 \x03(\x0b\x32\x1f.kubetensor.v1.SettlementRecord\x12\x18\n\x10next_start_epoch\x18\x02 \x01(\x04\x32\xff\x02\n\x10\x43onsensusService\x12]\n\x0eRegisterNeuron\x12$.kubetensor.v1.RegisterNeuronRequest\x1a%.kubetensor.v1.RegisterNeuronResponse\x12Q\n\nSetWeights\x12 .kubetensor.v1.SetWeightsRequest\x1a!.kubetensor.v1.SetWeightsResponse\x12W\n\x0cGetMetagraph\x12\".kubetensor.v1.GetMetagraphRequest\x1a#.kubetensor.v1.GetMetagraphResponse\x12`\n\x0fListSettlements\x12%.kubetensor.v1.ListSettlementsRequest\x1a&.kubetensor.v1.ListSettlementsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dkubetensor/v1/consensus.proto\x12\rkubetensor.v1\x1a\x1akubetensor/v1/common.proto\"\x84\x01\n\x15RegisterNeuronRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\x0f\n\x07\x63oldkey\x18\x03 \x01(\t\x12\r\n\x05nonce\x18\x04 \x01(\x04\x12+\n\tsignature\x18\x05 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"B\n\x16RegisterNeuronResponse\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x1b\n\x13registered_at_block\x18\x02 \x01(\x04\"u\n\x17\x44\x65registerNeuronRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x04\x12+\n\tsignature\x18\x04 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"F\n\x18\x44\x65registerNeuronResponse\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x1d\n\x15\x64\x65registered_at_block\x18\x02 \x01(\x04\"\x9c\x01\n\x11SetWeightsRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12+\n\x07weights\x18\x03 \x03(\x0b\x32\x1a.kubetensor.v1.WeightEntry\x12\r\n\x05nonce\x18\x04 \x01(\x04\x12+\n\tsignature\x18\x05 \x01(\x0b\x32\x18.kubetensor.v1.Signature\"#\n\x12SetWeightsResponse\x12\r\n\x05\x62lock\x18\x01 \x01(\x04\"%\n\x13GetMetagraphRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\"\x86\x01\n\x14GetMetagraphResponse\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\r\n\x05\x62lock\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12&\n\x07neurons\x18\x04 \x03(\x0b\x32\x15.kubetensor.v1.Neuron\x12\x18\n\x10last_epoch_block\x18\x05 \x01(\x04\"\xc2\x01\n\nSettlement\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05\x62lock\x18\x03 \x01(\x04\x12\x18\n\x10metagraph_digest\x18\x04 \x01(\t\x12\x16\n\x0eweights_digest\x18\x05 \x01(\t\x12/\n\x07\x65ntries\x18\x06 \x03(\x0b\x32\x1e.kubetensor.v1.SettlementEntry\x12\x15\n\rprevious_hash\x18\x07 \x01(\t\x12\x0c\n\x04hash\x18\x08 \x01(\t\"j\n\x0fSettlementEntry\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x0e\n\x06hotkey\x18\x02 \x01(\t\x12\x11\n\tincentive\x18\x03 \x01(\x01\x12\x11\n\tdividends\x18\x04 \x01(\x01\x12\x14\n\x0c\x65mission_rao\x18\x05 \x01(\x04\";\n\x11SettlementReceipt\x12\r\n\x05\x62lock\x18\x01 \x01(\x04\x12\x17\n\x0fsettlement_hash\x18\x02 \x01(\t\"L\n\x16ListSettlementsRequest\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\x13\n\x0bstart_epoch\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"t\n\x10SettlementRecord\x12-\n\nsettlement\x18\x01 \x01(\x0b\x32\x19.kubetensor.v1.Settlement\x12\x31\n\x07receipt\x18\x02 \x01(\x0b\x32 .kubetensor.v1.SettlementReceipt\"i\n\x17ListSettlementsResponse\x12\x34\n\x0bsettlements\x18\x01 \x03(\x0b\x32\x1f.kubetensor.v1.SettlementRecord\x12\x18\n\x10next_start_epoch\x18\x02 \x01(\x04\x32\xe4\x03\n\x10\x43onsensusService\x12]\n\x0eRegisterNeuron\x12$.kubetensor.v1.RegisterNeuronRequest\x1a%.kubetensor.v1.RegisterNeuronResponse\x12\x63\n\x10\x44\x65registerNeuron\x12&.kubetensor.v1.DeregisterNeuronRequest\x1a\'.kubetensor.v1.DeregisterNeuronResponse\x12Q\n\nSetWeights\x12 .kubetensor.v1.SetWeightsRequest\x1a!.kubetensor.v1.SetWeightsResponse\x12W\n\x0cGetMetagraph\x12\".kubetensor.v1.GetMetagraphRequest\x1a#.kubetensor.v1.GetMetagraphResponse\x12`\n\x0fListSettlements\x12%.kubetensor.v1.ListSettlementsRequest\x1a&.kubetensor.v1.ListSettlementsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,26 +36,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERNEURONREQUEST']._serialized_end=209
   _globals['_REGISTERNEURONRESPONSE']._serialized_start=211
   _globals['_REGISTERNEURONRESPONSE']._serialized_end=277
-  _globals['_SETWEIGHTSREQUEST']._serialized_start=280
-  _globals['_SETWEIGHTSREQUEST']._serialized_end=436
-  _globals['_SETWEIGHTSRESPONSE']._serialized_start=438
-  _globals['_SETWEIGHTSRESPONSE']._serialized_end=473
-  _globals['_GETMETAGRAPHREQUEST']._serialized_start=475
-  _globals['_GETMETAGRAPHREQUEST']._serialized_end=512
-  _globals['_GETMETAGRAPHRESPONSE']._serialized_start=515
-  _globals['_GETMETAGRAPHRESPONSE']._serialized_end=649
-  _globals['_SETTLEMENT']._serialized_start=652
-  _globals['_SETTLEMENT']._serialized_end=846
-  _globals['_SETTLEMENTENTRY']._serialized_start=848
-  _globals['_SETTLEMENTENTRY']._serialized_end=954
-  _globals['_SETTLEMENTRECEIPT']._serialized_start=956
-  _globals['_SETTLEMENTRECEIPT']._serialized_end=1015
-  _globals['_LISTSETTLEMENTSREQUEST']._serialized_start=1017
-  _globals['_LISTSETTLEMENTSREQUEST']._serialized_end=1093
-  _globals['_SETTLEMENTRECORD']._serialized_start=1095
-  _globals['_SETTLEMENTRECORD']._serialized_end=1211
-  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_start=1213
-  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_end=1318
-  _globals['_CONSENSUSSERVICE']._serialized_start=1321
-  _globals['_CONSENSUSSERVICE']._serialized_end=1704
+  _globals['_DEREGISTERNEURONREQUEST']._serialized_start=279
+  _globals['_DEREGISTERNEURONREQUEST']._serialized_end=396
+  _globals['_DEREGISTERNEURONRESPONSE']._serialized_start=398
+  _globals['_DEREGISTERNEURONRESPONSE']._serialized_end=468
+  _globals['_SETWEIGHTSREQUEST']._serialized_start=471
+  _globals['_SETWEIGHTSREQUEST']._serialized_end=627
+  _globals['_SETWEIGHTSRESPONSE']._serialized_start=629
+  _globals['_SETWEIGHTSRESPONSE']._serialized_end=664
+  _globals['_GETMETAGRAPHREQUEST']._serialized_start=666
+  _globals['_GETMETAGRAPHREQUEST']._serialized_end=703
+  _globals['_GETMETAGRAPHRESPONSE']._serialized_start=706
+  _globals['_GETMETAGRAPHRESPONSE']._serialized_end=840
+  _globals['_SETTLEMENT']._serialized_start=843
+  _globals['_SETTLEMENT']._serialized_end=1037
+  _globals['_SETTLEMENTENTRY']._serialized_start=1039
+  _globals['_SETTLEMENTENTRY']._serialized_end=1145
+  _globals['_SETTLEMENTRECEIPT']._serialized_start=1147
+  _globals['_SETTLEMENTRECEIPT']._serialized_end=1206
+  _globals['_LISTSETTLEMENTSREQUEST']._serialized_start=1208
+  _globals['_LISTSETTLEMENTSREQUEST']._serialized_end=1284
+  _globals['_SETTLEMENTRECORD']._serialized_start=1286
+  _globals['_SETTLEMENTRECORD']._serialized_end=1402
+  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_start=1404
+  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_end=1509
+  _globals['_CONSENSUSSERVICE']._serialized_start=1512
+  _globals['_CONSENSUSSERVICE']._serialized_end=1996
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,11 @@ class ConsensusServiceStub:
                 request_serializer=kubetensor_dot_v1_dot_consensus__pb2.RegisterNeuronRequest.SerializeToString,
                 response_deserializer=kubetensor_dot_v1_dot_consensus__pb2.RegisterNeuronResponse.FromString,
                 _registered_method=True)
+        self.DeregisterNeuron = channel.unary_unary(
+                '/kubetensor.v1.ConsensusService/DeregisterNeuron',
+                request_serializer=kubetensor_dot_v1_dot_consensus__pb2.DeregisterNeuronRequest.SerializeToString,
+                response_deserializer=kubetensor_dot_v1_dot_consensus__pb2.DeregisterNeuronResponse.FromString,
+                _registered_method=True)
         self.SetWeights = channel.unary_unary(
                 '/kubetensor.v1.ConsensusService/SetWeights',
                 request_serializer=kubetensor_dot_v1_dot_consensus__pb2.SetWeightsRequest.SerializeToString,
@@ -61,6 +66,15 @@ class ConsensusServiceServicer:
 
     def RegisterNeuron(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeregisterNeuron(self, request, context):
+        """Frees the uid the hotkey holds: its weights and bonds are cleared (weights and bonds held to it
+        too), it earns nothing from the next epoch on, it leaves GetMetagraph and settlements, and the next
+        registration takes the uid. Other uids do not move.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -91,6 +105,11 @@ def add_ConsensusServiceServicer_to_server(servicer, server):
                     servicer.RegisterNeuron,
                     request_deserializer=kubetensor_dot_v1_dot_consensus__pb2.RegisterNeuronRequest.FromString,
                     response_serializer=kubetensor_dot_v1_dot_consensus__pb2.RegisterNeuronResponse.SerializeToString,
+            ),
+            'DeregisterNeuron': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeregisterNeuron,
+                    request_deserializer=kubetensor_dot_v1_dot_consensus__pb2.DeregisterNeuronRequest.FromString,
+                    response_serializer=kubetensor_dot_v1_dot_consensus__pb2.DeregisterNeuronResponse.SerializeToString,
             ),
             'SetWeights': grpc.unary_unary_rpc_method_handler(
                     servicer.SetWeights,
@@ -135,6 +154,33 @@ class ConsensusService:
             '/kubetensor.v1.ConsensusService/RegisterNeuron',
             kubetensor_dot_v1_dot_consensus__pb2.RegisterNeuronRequest.SerializeToString,
             kubetensor_dot_v1_dot_consensus__pb2.RegisterNeuronResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeregisterNeuron(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetensor.v1.ConsensusService/DeregisterNeuron',
+            kubetensor_dot_v1_dot_consensus__pb2.DeregisterNeuronRequest.SerializeToString,
+            kubetensor_dot_v1_dot_consensus__pb2.DeregisterNeuronResponse.FromString,
             options,
             channel_credentials,
             insecure,
