@@ -14,6 +14,9 @@ its consensus service answers; the functions here turn that into ``status.condit
 ``Degraded``   True when something needs attention (a bad spec, unschedulable pods, a refusal).
 =============  ==================================================================================
 
+When a Miner or Validator is deleted, ``release_blocked`` and ``released`` say (as an Event) what
+became of its hotkey's uid.
+
 Reasons are members of ``Reason``. ``evaluate`` keeps ``lastTransitionTime`` of a condition whose
 status did not change, so an unchanged world yields an unchanged status (and no write).
 """
@@ -64,7 +67,9 @@ class Reason(StrEnum):
     AS_EXPECTED = "AsExpected"
     REPLICA_FAILURE = "ReplicaFailure"
     # Events only
-    REGISTRATION_RELEASED = "RegistrationReleased"
+    DEREGISTERED = "Deregistered"
+    NOT_REGISTERED = "NotRegistered"
+    DEREGISTRATION_SKIPPED = "DeregistrationSkipped"
     HOTKEY_GENERATED = "HotkeyGenerated"
 
 
@@ -197,6 +202,52 @@ class Registration:
     @property
     def registered(self) -> bool:
         return self.reason is Reason.REGISTERED
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the finalizer of a deleted Miner or Validator says about its hotkey's uid (one Event)."""
+
+    reason: Reason
+    message: str
+    warning: bool
+
+
+def release_blocked(
+    kind: str, name: str, *, subnet: str, subnet_body: Mapping[str, Any] | None
+) -> Release | None:
+    """Why the hotkey cannot be deregistered because of its Subnet (gone or going, and its consensus
+    service with it), or None while the Subnet stands. Deletion goes on either way."""
+    if subnet_body is None:
+        state = "is gone"
+    elif (subnet_body.get("metadata") or {}).get("deletionTimestamp"):
+        state = "is being deleted"
+    else:
+        return None
+    return Release(
+        Reason.DEREGISTRATION_SKIPPED,
+        f"{kind} {name} was not deregistered: Subnet {subnet!r} {state}, and its consensus service with it",
+        warning=True,
+    )
+
+
+def released(
+    kind: str, name: str, *, hotkey: str, netuid: int, uid: int | None, block: int | None = None
+) -> Release:
+    """The Event of a finalizer that asked the consensus service to free the hotkey's uid: ``uid`` is
+    what it freed (at ``block``), None when the hotkey held none."""
+    if uid is None:
+        return Release(
+            Reason.NOT_REGISTERED,
+            f"{kind} {name}: hotkey {hotkey[:16]}... held no uid on subnet {netuid}; nothing to deregister",
+            warning=False,
+        )
+    at = "" if block is None else f" at block {block}"
+    return Release(
+        Reason.DEREGISTERED,
+        f"{kind} {name}: deregistered uid {uid} (hotkey {hotkey[:16]}...) from subnet {netuid}{at}",
+        warning=False,
+    )
 
 
 def available(workload: Workload) -> Verdict:

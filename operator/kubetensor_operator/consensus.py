@@ -1,4 +1,4 @@
-"""The operator's side of a subnet's consensus service: hotkeys, registration, metagraph, settlements.
+"""The operator's side of a subnet's consensus service: hotkeys, (de)registration, metagraph, settlements.
 
 The only module of the operator that imports kubetensor's services (``kubetensor.consensus.client``
 for the signed RPCs, ``kubetensor.core.keys`` for ed25519), so the request format and its signature
@@ -19,7 +19,7 @@ from kubetensor.consensus.client import ConsensusClient
 from kubetensor.core.keys import Keypair
 
 from kubetensor_operator.errors import ConsensusRefusedError, ConsensusUnavailableError
-from kubetensor_operator.model import Metagraph, Neuron, SettlementHead
+from kubetensor_operator.model import Deregistration, Metagraph, Neuron, SettlementHead
 
 _RETRYABLE = frozenset(
     {
@@ -142,3 +142,17 @@ class ConsensusGateway:
                     return neuron.uid
             raise self._error(address, error) from None
         return int(response.uid)
+
+    async def deregister(self, address: str, netuid: int, *, seed_hex: str) -> Deregistration | None:
+        """Free the uid the seed's hotkey holds; None when it holds none (NOT_FOUND: nothing to free)."""
+        keypair = Keypair.from_seed_hex(seed_hex.strip())
+        try:
+            response = await self._client(address, netuid).deregister(keypair, nonce=time.time_ns())
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise self._error(address, error) from None
+        finally:
+            # Whatever the answer, a cached metagraph may now be wrong about this hotkey.
+            self._graphs.pop((address, netuid), None)
+        return Deregistration(uid=int(response.uid), block=int(response.deregistered_at_block))

@@ -6,7 +6,10 @@ globals. Per custom resource:
 
 - create / resume / spec update, and a timer every ``resync_seconds``: ``reconcile`` (level-based: the
   timer re-applies drifted children, retries registration and refreshes metrics);
-- delete: ``release`` (the finalizer ``kubetensor.io/finalizer``);
+- delete: ``release`` (the finalizer ``kubetensor.io/finalizer``): a Miner's or Validator's hotkey is
+  deregistered from its subnet first; while the consensus service is unreachable the finalizer stays
+  and kopf retries, but a Subnet that is gone or going, or a hotkey Secret that is gone, does not hold
+  the deletion up (a Warning Event says why);
 - events of the operator's Deployments and pods: ``refresh`` recomputes status from the new state
   without re-applying anything, so readiness and ``Unschedulable`` show within moments.
 
@@ -334,6 +337,11 @@ async def _hotkey_seed(
             return seed
     if secret is None:
         raise HotkeySecretError(secret_name, "vanished while it was being read")
+    return _seed_of(secret, secret_name)
+
+
+def _seed_of(secret: Mapping[str, Any], secret_name: str) -> str:
+    """The hex seed a hotkey Secret holds; HotkeySecretError (never showing the value) when it holds none."""
     raw = (secret.get("data") or {}).get(desired.SECRET_SEED_KEY)
     if not raw:
         raise HotkeySecretError(secret_name, f"has no key {desired.SECRET_SEED_KEY!r}")
@@ -502,24 +510,84 @@ async def refresh(runtime: Runtime, key: Key) -> None:
 
 
 async def release(runtime: Runtime, body: Mapping[str, Any]) -> None:
-    """The finalizer: release the resource's registration record and forget it."""
+    """The finalizer: deregister a Miner's or Validator's hotkey, then forget the resource.
+
+    Raises ``kopf.TemporaryError`` (the finalizer stays, kopf retries) while the consensus service or the
+    API server cannot be reached; everything else ends in an Event and lets the deletion go on.
+    """
     key = key_of(body)
-    kind, _, name = key
-    status = body.get("status") or {}
-    if kind != "Subnet" and status.get("uid") is not None:
-        await _event(
-            runtime,
-            body,
-            warning=False,
-            reason=Reason.REGISTRATION_RELEASED,
-            message=(
-                f"{kind} {name} released uid {status['uid']} (hotkey {str(status.get('hotkey'))[:16]}...) "
-                f"on subnet {status.get('netuid')}: its pods are removed; the consensus service has no "
-                "DeregisterNeuron RPC, so the uid stays on the metagraph until a registration prunes it"
-            ),
-        )
     async with runtime.lock(key):
+        if key[0] != "Subnet":
+            outcome = await _deregister(runtime, body)
+            _log.log(
+                logging.WARNING if outcome.warning else logging.INFO,
+                "%s %s/%s: %s: %s",
+                *key,
+                outcome.reason,
+                outcome.message,
+            )
+            await _event(
+                runtime, body, warning=outcome.warning, reason=outcome.reason, message=outcome.message
+            )
         runtime.forget(key)
+
+
+async def _deregister(runtime: Runtime, body: Mapping[str, Any]) -> conditions.Release:
+    kind, namespace, name = key_of(body)
+    spec = body.get("spec") or {}
+    subnet_name = str(spec.get("subnet", ""))
+    retry = runtime.settings.release_retry_seconds
+    try:
+        subnet_body = await runtime.kube.get(kube.SUBNETS, namespace, subnet_name)
+        blocked = conditions.release_blocked(kind, name, subnet=subnet_name, subnet_body=subnet_body)
+        if blocked is not None:
+            return blocked
+        assert subnet_body is not None
+        secret_name = desired.hotkey_secret_name(name, spec.get("hotkeySecretName"))
+        secret = await runtime.kube.get(kube.SECRETS, namespace, secret_name)
+    except KubeApiError as error:
+        if error.transient:
+            raise kopf.TemporaryError(
+                f"cannot read what deregistration needs: {error}", delay=retry
+            ) from None
+        raise
+    skipped = f"{kind} {name} was not deregistered"
+    try:
+        netuid = model.SubnetSpec.parse(subnet_body.get("spec") or {}).netuid
+    except SpecError as error:
+        return _skipped(f"{skipped}: Subnet {subnet_name!r} is invalid ({error})")
+    if secret is None:
+        return _skipped(
+            f"{skipped}: its hotkey Secret {secret_name} is gone, so nothing can sign for the hotkey"
+        )
+    try:
+        seed = _seed_of(secret, secret_name)
+    except HotkeySecretError as error:
+        return _skipped(f"{skipped}: {error}")
+    hotkey = consensus.hotkey_of(seed)
+    address = runtime.consensus_address(subnet_name, namespace)
+    try:
+        freed = await runtime.consensus.deregister(address, netuid, seed_hex=seed)
+    except ConsensusUnavailableError as error:
+        raise kopf.TemporaryError(
+            f"deregistering hotkey {hotkey[:16]}... from subnet {netuid}: {error}; the finalizer stays and "
+            f"retries in {retry:g}s",
+            delay=retry,
+        ) from None
+    except ConsensusRefusedError as error:
+        return _skipped(f"{skipped}: the consensus service refused: {error}")
+    return conditions.released(
+        kind,
+        name,
+        hotkey=hotkey,
+        netuid=netuid,
+        uid=None if freed is None else freed.uid,
+        block=None if freed is None else freed.block,
+    )
+
+
+def _skipped(message: str) -> conditions.Release:
+    return conditions.Release(Reason.DEREGISTRATION_SKIPPED, message, warning=True)
 
 
 # -- owners of events ---------------------------------------------------------------------------------

@@ -250,6 +250,14 @@ class SettlementHead:
     hash: str
 
 
+@dataclass(frozen=True)
+class Deregistration:
+    """The uid a deregistration freed, and the block it was freed at."""
+
+    uid: int
+    block: int
+
+
 # -- Subnet -------------------------------------------------------------------------------------------
 
 

@@ -36,6 +36,8 @@ class OperatorSettings(BaseSettings):
     """Deadline of each call to a consensus service."""
     metagraph_ttl_seconds: float = Field(default=2.0, ge=0)
     """How long one fetched metagraph serves every resource of that subnet before it is fetched again."""
+    release_retry_seconds: float = Field(default=10.0, gt=0)
+    """Wait before a deleted resource's finalizer tries again to deregister its hotkey (consensus away)."""
     resync_seconds: float = Field(default=60.0, gt=0)
     """Interval of the timer that re-applies children (drift), retries registration and refreshes metrics."""
     request_seconds: float = Field(default=30.0, gt=0)

@@ -147,13 +147,18 @@ def test_a_model_change_rolls_out_without_dropping_below_the_spec_availability(
     wait_for(rolled_out, what="Progressing=False RolloutComplete for generation 2 and Ready")
 
 
-async def test_deleting_a_miner_removes_its_children_and_releases_its_registration(
+async def test_deleting_a_miner_deregisters_its_hotkey_and_removes_its_children(
     kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
 ) -> None:
     apply(kube_cluster, namespace, subnet(), miner("m"))
     obj = wait_for(lambda: ready(kube_cluster, namespace, "miner", "m"), what="Miner m Ready")
     assert obj["metadata"]["finalizers"] == ["kubetensor.io/finalizer"]
     uid, hotkey = obj["status"]["uid"], obj["status"]["hotkey"]
+    assert condition(obj, "Registered")["status"] == "True"
+    async with ConsensusClient.connect(operator.consensus_address, netuid=NETUID) as client:
+        before = {n.hotkey: n.uid for n in (await client.metagraph()).neurons}
+    assert before[hotkey] == uid
+
     deleted = kubectl(kube_cluster, "delete", "miner", "m", "-n", namespace, "--timeout=60s")
     assert deleted.returncode == 0, deleted.stderr
 
@@ -169,15 +174,42 @@ async def test_deleting_a_miner_removes_its_children_and_releases_its_registrati
         return found
 
     wait_for(lambda: not children(), what="the garbage collector to remove the Miner's children", seconds=60)
-    events = get(kube_cluster, namespace, "events", "--field-selector", "reason=RegistrationReleased")[
-        "items"
-    ]
+    assert get(kube_cluster, namespace, "miner", "m") is None
+    events = get(kube_cluster, namespace, "events", "--field-selector", "reason=Deregistered")["items"]
     assert len(events) == 1
-    assert f"released uid {uid}" in events[0]["message"]
-    # Honest about what it cannot do yet: the uid stays on the metagraph until pruned.
+    assert f"deregistered uid {uid} (hotkey {hotkey[:16]}...) from subnet {NETUID}" in events[0]["message"]
+    assert events[0]["type"] == "Normal"
     async with ConsensusClient.connect(operator.consensus_address, netuid=NETUID) as client:
-        graph = {n.hotkey: n.uid for n in (await client.metagraph()).neurons}
-    assert graph[hotkey] == uid
+        after = {n.hotkey: n.uid for n in (await client.metagraph()).neurons}
+    assert hotkey not in after
+    assert uid not in after.values()
+    # No other uid moved (other tests' namespaces share the consensus service, so some may have left).
+    assert all(before.get(key, uid_) == uid_ for key, uid_ in after.items())
+
+
+async def test_deleting_a_miner_whose_subnet_is_gone_does_not_wait_for_it(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    apply(kube_cluster, namespace, subnet(), miner("m"))
+    obj = wait_for(lambda: ready(kube_cluster, namespace, "miner", "m"), what="Miner m Ready")
+    hotkey = obj["status"]["hotkey"]
+    gone = kubectl(kube_cluster, "delete", "subnet", "demo", "-n", namespace, "--timeout=60s")
+    assert gone.returncode == 0, gone.stderr
+
+    deleted = kubectl(kube_cluster, "delete", "miner", "m", "-n", namespace, "--timeout=60s")
+    assert deleted.returncode == 0, deleted.stderr
+    events = wait_for(
+        lambda: get(kube_cluster, namespace, "events", "--field-selector", "reason=DeregistrationSkipped")[
+            "items"
+        ],
+        what="a DeregistrationSkipped Event",
+    )
+    assert events[0]["type"] == "Warning"
+    assert "Subnet 'demo' is gone" in events[0]["message"]
+    # The loopback consensus service outlives the Subnet here, so the hotkey is still on it: the operator
+    # did not pretend otherwise.
+    async with ConsensusClient.connect(operator.consensus_address, netuid=NETUID) as client:
+        assert hotkey in {n.hotkey for n in (await client.metagraph()).neurons}
 
 
 def test_a_hotkey_secret_you_provide_is_used_and_never_changed(
