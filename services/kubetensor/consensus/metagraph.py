@@ -200,7 +200,7 @@ class Metagraph:
         """``SubnetworkN``: number of uids, vacant ones included."""
         return len(self.neurons)
 
-    @property
+    @cached_property
     def registered(self) -> tuple[Neuron, ...]:
         """The uids a hotkey holds (every uid but the vacant ones), in uid order."""
         return tuple(neuron for neuron in self.neurons if not neuron.vacant)
