@@ -5,16 +5,17 @@ value the operator would not read (or would refuse) fails here rather than in a 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubetensor.sandbox.tools import Tools
+from kubetensor.sandbox.tools import Tools, pinned_versions
 from kubetensor_operator import desired, model
 from kubetensor_operator.desired import Images, Owner
-from kubetensor_operator.settings import OperatorSettings
+from kubetensor_operator.settings import DEFAULT_IMAGE, DEFAULT_VLLM_IMAGE, OperatorSettings
 
 from tests.chart_support import (
     CHART,
@@ -35,8 +36,6 @@ CI_FILES = sorted(CI_VALUES.glob("*.yaml"))
 
 def operator_settings(container: Manifest, monkeypatch: pytest.MonkeyPatch) -> OperatorSettings:
     """The OperatorSettings the rendered container would load (nothing else in the environment)."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("KT_OPERATOR_", "OTEL_")):
             monkeypatch.delenv(name)
@@ -385,3 +384,14 @@ def test_schema_lists_every_default_value() -> None:
                 walk(sub, node["properties"][key], f"{path}.{key}")
 
     walk(values, schema, "")
+
+
+def test_default_images_are_the_operators_defaults_and_the_pinned_nats_server() -> None:
+    objects = render()
+    env = env_values(operator_container(objects))
+    assert env["KT_OPERATOR_IMAGE"] == DEFAULT_IMAGE
+    assert env["KT_OPERATOR_VLLM_IMAGE"] == DEFAULT_VLLM_IMAGE
+    # The NATS the chart runs is the version the tests run (tools/versions.env).
+    (nats,) = one(objects, "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    version = pinned_versions()["NATS_SERVER_VERSION"].removeprefix("v")
+    assert nats["image"].startswith(f"nats:{version}")
