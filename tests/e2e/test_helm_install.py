@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 import yaml
 from kubetensor.sandbox.controlplane import ControlPlane
 
-from tests.chart_support import CHART, ROOT, HelmError, helm, values_file
+from tests.chart_support import CHART, ROOT, HelmError, documents, helm, values_file
 from tests.operator_support import kubectl, wait_for
 
 pytestmark = pytest.mark.slow
@@ -231,34 +230,22 @@ def test_helm_install_refuses_a_values_typo_and_creates_nothing(
 
 def test_plain_yaml_install_is_accepted_by_the_api_server(kube_cluster: ControlPlane) -> None:
     install = ROOT / "manifests" / "install" / "kubetensor.yaml"
-    # A server-side dry run validates every object but creates none, so the namespace must exist.
-    created = not exists(kube_cluster, "namespace", "kubetensor-system")
-    if created:
-        done = kubectl(kube_cluster, "create", "namespace", "kubetensor-system")
-        assert done.returncode == 0, done.stderr
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            applied = kubectl(
-                kube_cluster,
-                "apply",
-                "--server-side",
-                "--dry-run=server",
-                "--field-manager=kt-e2e",
-                "-f",
-                str(install),
-            )
-            # The namespace's service account controller may not have caught up for a moment.
-            if applied.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert applied.returncode == 0, applied.stderr
-        for line in (
-            "deployment.apps/kubetensor-operator",
-            "statefulset.apps/kubetensor-nats",
-            "clusterrole.",
-        ):
-            assert line in applied.stdout, applied.stdout
-    finally:
-        if created:
-            kubectl(kube_cluster, "delete", "namespace", "kubetensor-system", "--wait=false")
+    # A server-side dry run validates every object but creates none, so its namespace (the file's first
+    # document) must exist. It is the operator tests' namespace too (manifests/rbac/), so it stays:
+    # deleting it would leave it terminating when they install into it.
+    namespace = next(iter(documents(install)))
+    assert namespace["kind"] == "Namespace"
+    created = kubectl(kube_cluster, "apply", "--server-side", "-f", "-", input_text=json.dumps(namespace))
+    assert created.returncode == 0, created.stderr
+    applied = kubectl(
+        kube_cluster,
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--field-manager=kt-e2e",
+        "-f",
+        str(install),
+    )
+    assert applied.returncode == 0, applied.stderr
+    for line in ("deployment.apps/kubetensor-operator", "statefulset.apps/kubetensor-nats", "clusterrole."):
+        assert line in applied.stdout, applied.stdout
