@@ -64,3 +64,7 @@ stop: ## Stop a sandbox started with `kubetensor sandbox up`
 .PHONY: clean
 clean: ## Remove .venv and caches inside the clone (the machine-wide cache stays)
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache tests/bench/results
+
+.PHONY: chart
+chart: venv ## Copy manifests/crds/ into the Helm chart and render manifests/install/kubetensor.yaml from it
+	@$(PY) tools/chart.py all

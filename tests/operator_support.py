@@ -172,6 +172,14 @@ def validator(name: str, *, subnet_name: str = "demo", **spec: Any) -> dict[str,
 
 
 RESYNC_SECONDS = 3.0
+CHILD_OTEL = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.test:4317",
+    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+    "OTEL_TRACES_SAMPLER_ARG": "0.5",
+}
+"""What the operator under test passes to the containers it creates (``KT_OPERATOR_OTEL_ENV``: its own
+tracing stays off, and the pods never run)."""
+CHAIN_IMAGE = "registry.test/kubetensor-chain:e2e"
 
 
 @dataclass
@@ -191,6 +199,8 @@ class OperatorHandle:
                 "KT_OPERATOR_RESYNC_SECONDS": str(RESYNC_SECONDS),
                 "KT_OPERATOR_METAGRAPH_TTL_SECONDS": "0.5",
                 "KT_OPERATOR_IMAGE": "registry.test/kubetensor:e2e",
+                "KT_OPERATOR_CHAIN_IMAGE": CHAIN_IMAGE,
+                "KT_OPERATOR_OTEL_ENV": json.dumps(CHILD_OTEL),
             },
             install_manifests=install,
             timeout=90,

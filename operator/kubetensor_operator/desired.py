@@ -17,6 +17,10 @@ Children:
   ``<name>`` (gRPC).
 - Validator ``<name>``: the hotkey Secret, Deployment ``<name>`` (one replica, ``Recreate``: one signer
   per hotkey).
+
+``otel`` (the operator's ``OTEL_*`` variables) is set on every kubetensor container (consensus, chain,
+miner agent, validator; not vLLM, which has its own tracing flags), after the ``KT_*`` settings; a name
+the spec's own ``env`` sets is left to the spec.
 """
 
 from __future__ import annotations
@@ -89,10 +93,19 @@ class Owner:
 
 @dataclass(frozen=True)
 class Images:
-    """Default images (a spec's ``image`` fields override them)."""
+    """Default images (a spec's ``image`` fields override them); a component's ``""``: ``kubetensor``."""
 
     kubetensor: str
     vllm: str
+    consensus: str = ""
+    chain: str = ""
+    miner: str = ""
+    validator: str = ""
+
+    def of(self, component: str) -> str:
+        """The default image of ``component`` (``consensus``, ``chain``, ``miner`` or ``validator``)."""
+        image: str = getattr(self, component)
+        return image or self.kubetensor
 
 
 def owner_reference(owner: Owner) -> Manifest:
@@ -181,8 +194,14 @@ def create_only(manifest: Manifest) -> bool:
 # -- pods ---------------------------------------------------------------------------------------------
 
 
-def _env(values: Mapping[str, str], extra: Sequence[EnvVar] = ()) -> list[Manifest]:
-    return [{"name": k, "value": v} for k, v in values.items()] + [e.manifest() for e in extra]
+def _env(
+    values: Mapping[str, str], extra: Sequence[EnvVar] = (), *, otel: Mapping[str, str] | None = None
+) -> list[Manifest]:
+    own = [e.manifest() for e in extra]
+    # A list-map keyed by name: a duplicate would make server-side apply refuse the whole object.
+    taken = set(values) | {e["name"] for e in own}
+    passed = {k: v for k, v in (otel or {}).items() if k not in taken}
+    return [{"name": k, "value": v} for k, v in {**values, **passed}.items()] + own
 
 
 def _tolerations(placement: Placement, *, gpu: bool) -> list[Manifest]:
@@ -312,7 +331,14 @@ def vllm_args(spec: MinerSpec) -> list[str]:
     return args
 
 
-def miner_objects(spec: MinerSpec, *, owner: Owner, subnet: SubnetSpec, images: Images) -> list[Manifest]:
+def miner_objects(
+    spec: MinerSpec,
+    *,
+    owner: Owner,
+    subnet: SubnetSpec,
+    images: Images,
+    otel: Mapping[str, str] | None = None,
+) -> list[Manifest]:
     """The Miner's Deployment and Service (its hotkey Secret comes from ``hotkey_secret``).
 
     The agent's environment is ``kubetensor.miner.settings.MinerSettings`` (a unit test checks the names).
@@ -342,7 +368,7 @@ def miner_objects(spec: MinerSpec, *, owner: Owner, subnet: SubnetSpec, images: 
     agent = _with_resources(
         {
             "name": "agent",
-            "image": spec.agent.image or images.kubetensor,
+            "image": spec.agent.image or images.of("miner"),
             "command": ["python", "-m", "kubetensor.miner"],
             "env": _env(
                 {
@@ -353,7 +379,8 @@ def miner_objects(spec: MinerSpec, *, owner: Owner, subnet: SubnetSpec, images: 
                     "KT_MINER_ENGINE_URL": f"http://127.0.0.1:{VLLM_PORT}",
                     "KT_MINER_ENGINE_MODEL": spec.model.name,
                     "KT_MINER_HOTKEY_FILE": f"{HOTKEY_DIR}/{SECRET_SEED_KEY}",
-                }
+                },
+                otel=otel,
             ),
             "ports": [_container_port("grpc", MINER_PORT)],
             "readinessProbe": {"grpc": {"port": MINER_PORT}, "periodSeconds": 5},
@@ -403,7 +430,12 @@ def miner_objects(spec: MinerSpec, *, owner: Owner, subnet: SubnetSpec, images: 
 
 
 def validator_objects(
-    spec: ValidatorSpec, *, owner: Owner, subnet: SubnetSpec, images: Images
+    spec: ValidatorSpec,
+    *,
+    owner: Owner,
+    subnet: SubnetSpec,
+    images: Images,
+    otel: Mapping[str, str] | None = None,
 ) -> list[Manifest]:
     """The Validator's Deployment (its hotkey Secret comes from ``hotkey_secret``).
 
@@ -413,7 +445,7 @@ def validator_objects(
     container = _with_resources(
         {
             "name": "validator",
-            "image": spec.image or images.kubetensor,
+            "image": spec.image or images.of("validator"),
             "command": ["python", "-m", "kubetensor.validator"],
             "env": _env(
                 {
@@ -427,6 +459,7 @@ def validator_objects(
                     "KT_VALIDATOR_STATE_PATH": f"{LEDGER_DIR}/validator-state.json",
                 },
                 spec.env,
+                otel=otel,
             ),
             "ports": [_container_port("grpc", VALIDATOR_PORT)],
             "readinessProbe": {"grpc": {"port": VALIDATOR_PORT}, "periodSeconds": 5},
@@ -488,10 +521,11 @@ def _digest(data: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()
 
 
-def subnet_objects(spec: SubnetSpec, *, owner: Owner, images: Images) -> list[Manifest]:
+def subnet_objects(
+    spec: SubnetSpec, *, owner: Owner, images: Images, otel: Mapping[str, str] | None = None
+) -> list[Manifest]:
     """ConfigMap, ledger claim (unless ephemeral), consensus Deployment and Service of a Subnet."""
     lab = labels(owner, component="consensus", subnet=owner.name)
-    image = spec.image or images.kubetensor
     config_name = f"{owner.name}-hyperparameters"
     data = consensus_env(spec)
     config_map: Manifest = {
@@ -537,11 +571,11 @@ def subnet_objects(spec: SubnetSpec, *, owner: Owner, images: Images) -> list[Ma
     chain = _with_resources(
         {
             "name": "chain",
-            "image": image,
+            "image": spec.image or images.of("chain"),
             "command": ["python", "-m", "kubetensor.chain"],
             # A native sidecar: started (and ready) before the consensus container, stopped after it.
             "restartPolicy": "Always",
-            "env": _env(chain_env),
+            "env": _env(chain_env, otel=otel),
             "ports": [_container_port("chain", CHAIN_PORT)],
             "readinessProbe": {"grpc": {"port": CHAIN_PORT}, "periodSeconds": 5},
             "volumeMounts": mount,
@@ -551,13 +585,14 @@ def subnet_objects(spec: SubnetSpec, *, owner: Owner, images: Images) -> list[Ma
     consensus = _with_resources(
         {
             "name": "consensus",
-            "image": image,
+            "image": spec.image or images.of("consensus"),
             "command": ["python", "-m", "kubetensor.consensus"],
             "env": _env(
                 {
                     "KT_CONSENSUS_LISTEN": f"[::]:{CONSENSUS_PORT}",
                     "KT_CONSENSUS_STATE_PATH": f"{LEDGER_DIR}/consensus-state.sqlite3",
-                }
+                },
+                otel=otel,
             ),
             "envFrom": [{"configMapRef": {"name": config_name}}],
             "ports": [_container_port("grpc", CONSENSUS_PORT)],

@@ -112,7 +112,14 @@ class Runtime:
             settings=settings,
             kube=kube_client,
             consensus=gateway,
-            images=Images(kubetensor=settings.image, vllm=settings.vllm_image),
+            images=Images(
+                kubetensor=settings.image,
+                vllm=settings.vllm_image,
+                consensus=settings.consensus_image,
+                chain=settings.chain_image,
+                miner=settings.miner_image,
+                validator=settings.validator_image,
+            ),
         )
 
     def lock(self, key: Key) -> asyncio.Lock:
@@ -423,9 +430,13 @@ async def _reconcile_neuron(runtime: Runtime, body: Mapping[str, Any]) -> Proble
     except HotkeySecretError as error:
         return Problem(Reason.HOTKEY_SECRET_INVALID, str(error))
     if isinstance(spec, model.MinerSpec):
-        manifests = desired.miner_objects(spec, owner=owner, subnet=subnet, images=runtime.images)
+        manifests = desired.miner_objects(
+            spec, owner=owner, subnet=subnet, images=runtime.images, otel=runtime.settings.otel_env
+        )
     else:
-        manifests = desired.validator_objects(spec, owner=owner, subnet=subnet, images=runtime.images)
+        manifests = desired.validator_objects(
+            spec, owner=owner, subnet=subnet, images=runtime.images, otel=runtime.settings.otel_env
+        )
     try:
         live = await _apply(runtime, manifests)
     except KubeApiError as error:
@@ -455,7 +466,9 @@ async def _reconcile_subnet(runtime: Runtime, body: Mapping[str, Any]) -> Proble
         spec = model.SubnetSpec.parse(body.get("spec") or {})
     except SpecError as error:
         return Problem(Reason.INVALID_SPEC, str(error))
-    manifests = desired.subnet_objects(spec, owner=Owner.of(body), images=runtime.images)
+    manifests = desired.subnet_objects(
+        spec, owner=Owner.of(body), images=runtime.images, otel=runtime.settings.otel_env
+    )
     try:
         live = await _apply(runtime, manifests)
     except KubeApiError as error:
