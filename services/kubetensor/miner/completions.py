@@ -85,13 +85,16 @@ class CompletionsClient:
         api_key: str | None = None,
         request_seconds: float = 60.0,
         max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport`` replaces the network (an in-process engine for benchmarks and tests)."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,
             timeout=httpx.Timeout(request_seconds, connect=5.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
         )
         self.model = model
         """The served model name requests ask for ("" until ``wait_ready`` picks the server's first)."""

@@ -31,10 +31,13 @@ service:
   telemetry:
     metrics:
       level: none
+    traces:
+      level: none
     logs:
       level: info
 extensions:
   jaeger_query:
+    enable_tracing: false
     storage:
       traces: memstore
     http:
@@ -111,6 +114,9 @@ class JaegerServer:
             name="jaeger",
             argv=[str(tools.path("jaeger")), "--config", str(config)],
             log_path=self.directory / "jaeger.log",
+            # Jaeger is itself instrumented: never let it trace into itself (or anywhere) from the
+            # OTEL_* variables the processes it collects from were given.
+            env={"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "none"},
         )
         ready = f"http://127.0.0.1:{health}/status"
         self.process.start(
