@@ -181,8 +181,15 @@ class OperatorHandle:
     directory: Path
     kubeconfig: Path
     consensus_address: str
+    otlp_endpoint: str = ""
+    """Where the operator exports its spans (OTLP over gRPC); empty: tracing off."""
 
     def start(self, *, install: bool = True) -> int:
+        tracing = (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+            if self.otlp_endpoint
+            else {}
+        )
         return runner.start_background(
             kubeconfig=self.kubeconfig,
             directory=self.directory,
@@ -191,6 +198,8 @@ class OperatorHandle:
                 "KT_OPERATOR_RESYNC_SECONDS": str(RESYNC_SECONDS),
                 "KT_OPERATOR_METAGRAPH_TTL_SECONDS": "0.5",
                 "KT_OPERATOR_IMAGE": "registry.test/kubetensor:e2e",
+                "OTEL_BSP_SCHEDULE_DELAY": "200",
+                **tracing,
             },
             install_manifests=install,
             timeout=90,

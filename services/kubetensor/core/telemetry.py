@@ -56,6 +56,9 @@ OUTCOME = "kubetensor.task.outcome"
 SCORE = "kubetensor.score"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+# Mirrors OpenTelemetry's own process-wide provider (set once, by configure): asking the API
+# (trace.get_tracer_provider) reads os.environ on every call, a microsecond the off path should not pay.
+_installed = False
 _OFF: contextlib.nullcontext[None] = contextlib.nullcontext()
 _SAMPLERS = {
     "always_on",
@@ -195,13 +198,15 @@ def configure(
     provider = TracerProvider(resource=_resource(service_name, env), sampler=_sampler(env))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     if install:
+        global _installed
         trace.set_tracer_provider(provider)
+        _installed = True
     return Tracing(provider=provider, exporter=exporter)
 
 
 def enabled() -> bool:
     """True when this process installed a tracer provider (``configure`` found an endpoint)."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _installed
 
 
 def tracer() -> trace.Tracer:
