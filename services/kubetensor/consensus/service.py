@@ -308,10 +308,13 @@ class ConsensusService:
         """
         if not telemetry.enabled() or self._clock.block() < self.next_epoch_block:
             return await self._run_due_epoch()
+        # The weights an epoch uses are the last ones each registered hotkey set; a hotkey that left
+        # the subnet is forgotten here, so the map stays as small as the metagraph.
+        for hotkey in [h for h in self._weight_spans if self._metagraph.uid_of(h) is None]:
+            del self._weight_spans[hotkey]
         links = [
             telemetry.link(context, {telemetry.HOTKEY: hotkey})
             for hotkey, context in self._weight_spans.items()
-            if self._metagraph.uid_of(hotkey) is not None
         ]
         attributes = {telemetry.NETUID: self._config.netuid, "kubetensor.epoch.weight_sets": len(links)}
         with telemetry.span("consensus.epoch", attributes=attributes, links=links) as span:
