@@ -182,11 +182,14 @@ class OperatorHandle:
     kubeconfig: Path
     consensus_address: str
     otlp_endpoint: str = ""
-    """Where the operator exports its spans (OTLP over gRPC); empty: tracing off."""
+    """Where the operator exports its spans (OTLP over HTTP); empty: tracing off."""
 
     def start(self, *, install: bool = True) -> int:
         tracing = (
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            }
             if self.otlp_endpoint
             else {}
         )

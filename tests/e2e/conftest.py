@@ -37,7 +37,7 @@ def operator(
         directory=tmp_path_factory.mktemp("operator"),
         kubeconfig=kube_cluster.kubeconfig,
         consensus_address=operator_consensus,
-        otlp_endpoint=jaeger.otlp_grpc_endpoint,
+        otlp_endpoint=jaeger.otlp_http_endpoint,
     )
     handle.start()
     try:

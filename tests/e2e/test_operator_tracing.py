@@ -1,7 +1,8 @@
 """The operator's reconciles as spans in a real Jaeger v2: one ``operator.reconcile`` span per reconcile
 of a Subnet and a Miner, named by kind, namespace and name, with the Miner's registration on the
 consensus service (a gRPC client span) inside it. The operator runs as its service account against a
-real control plane and exports OTLP over gRPC (``tests/e2e/conftest.py``)."""
+real control plane and exports OTLP over HTTP (``tests/e2e/conftest.py``; the network's tracing test
+uses gRPC, so both protocols are checked against the real collector)."""
 
 from __future__ import annotations
 
