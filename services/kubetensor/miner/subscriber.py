@@ -135,7 +135,7 @@ class TaskSubscriber:
                 if consumer is not None:
                     consumer.set_attribute("kubetensor.task.status", answer.status.value)
                     consumer.set_attribute(telemetry.TASK_ID, answer.task_id)
-            await self._reply(msg, answer, span)
+                await self._reply(msg, answer, span)
             return
         span = received.child() if received is not None else TraceContext.start()
         await self._reply(msg, await self._answer(msg, span), span)
@@ -150,7 +150,6 @@ class TaskSubscriber:
         return answer
 
     async def _reply(self, msg: Msg, answer: Answer, span: TraceContext) -> None:
-        assert msg.reply
         response = response_to_proto(answer, service=self._service)
         headers = {
             subjects.TRACEPARENT: span.traceparent,
