@@ -16,7 +16,7 @@ help: ## List the targets
 setup: tools venv models ## Build/install everything (tools, .venv, models); each step is cached
 
 .PHONY: tools
-tools: ## Build the pinned Go tools (kube-apiserver, etcd, kwok, helm, nats-server) and npm tools (solc, anvil) once
+tools: ## Build the pinned Go tools (kube-apiserver, etcd, kwok, helm, nats-server, jaeger) and npm tools (solc, anvil) once
 	@bash tools/build.sh
 	@bash tools/npm-tools.sh
 

@@ -189,8 +189,18 @@ class OperatorHandle:
     directory: Path
     kubeconfig: Path
     consensus_address: str
+    otlp_endpoint: str = ""
+    """Where the operator exports its spans (OTLP over HTTP); empty: tracing off."""
 
     def start(self, *, install: bool = True) -> int:
+        tracing = (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            }
+            if self.otlp_endpoint
+            else {}
+        )
         return runner.start_background(
             kubeconfig=self.kubeconfig,
             directory=self.directory,
@@ -201,6 +211,8 @@ class OperatorHandle:
                 "KT_OPERATOR_IMAGE": "registry.test/kubetensor:e2e",
                 "KT_OPERATOR_CHAIN_IMAGE": CHAIN_IMAGE,
                 "KT_OPERATOR_OTEL_ENV": json.dumps(CHILD_OTEL),
+                "OTEL_BSP_SCHEDULE_DELAY": "200",
+                **tracing,
             },
             install_manifests=install,
             timeout=90,

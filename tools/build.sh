@@ -72,8 +72,21 @@ build_helm() {
   go_install helm "$v" helm.sh/helm/v3/cmd/helm -ldflags "$ldf"
 }
 
+# Jaeger v2 through a tools module (tools/go/jaeger): upstream's go.mod has a replace, so `go install
+# .../cmd/jaeger@v1.76.0` fails; the module copies that replace and pins every dependency in go.sum.
+build_jaeger() {
+  have jaeger "$JAEGER_VERSION" && return
+  log "building jaeger $JAEGER_V2_VERSION (module $JAEGER_VERSION; cold: 10-20 min on 2 cores)"
+  local out=$bindir/jaeger-$JAEGER_VERSION
+  mkdir -p "$out"
+  (cd "$here/go/jaeger" && go build -ldflags \
+      "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$JAEGER_V2_VERSION" \
+      -o "$out/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
+  mv "$out/jaeger.tmp" "$out/jaeger"
+}
+
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(nats-server etcd kwok helm kubernetes)
+[ ${#tools[@]} -gt 0 ] || tools=(nats-server etcd kwok helm jaeger kubernetes)
 for t in "${tools[@]}"; do
   case $t in
     kubernetes) timed build_kubernetes ;;
@@ -81,7 +94,8 @@ for t in "${tools[@]}"; do
     kwok) timed build_kwok ;;
     helm) timed build_helm ;;
     nats-server) timed build_nats_server ;;
-    *) log "unknown tool '$t' (known: kubernetes etcd kwok helm nats-server)"; exit 2 ;;
+    jaeger) timed build_jaeger ;;
+    *) log "unknown tool '$t' (known: kubernetes etcd kwok helm nats-server jaeger)"; exit 2 ;;
   esac
 done
 log "tools ready in $bindir"

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 import kopf
+from kubetensor.core import telemetry
 
 from kubetensor_operator import handlers, kube
 from kubetensor_operator.consensus import ConsensusGateway
@@ -57,11 +58,14 @@ def main() -> None:
         # request and aiohttp every liveness probe; the operator logs what changed itself.
         for name in ("kopf.objects", "httpx", "aiohttp.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    tracing = telemetry.configure("kubetensor-operator")
     try:
         asyncio.run(serve(settings))
     except KubeConfigError as error:
         _log.error("not starting: %s", error)
         raise SystemExit(2) from None
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubetensor.core import telemetry
 
 from kubetensor_operator import conditions, consensus, desired, kube, model
 from kubetensor_operator.conditions import Problem, Reason, Registration, Workload
@@ -389,9 +390,25 @@ async def _register(
 async def reconcile(runtime: Runtime, body: Mapping[str, Any]) -> Problem | None:
     """Bring one resource's children, registration and status in line with its spec.
 
-    Returns the problem that stopped it (already reported in status), or None.
+    Returns the problem that stopped it (already reported in status), or None. Traced as one
+    ``operator.reconcile`` span (its consensus calls are children) when tracing is on.
     """
     key = key_of(body)
+    kind, namespace, name = key
+    attributes: telemetry.Attributes = {
+        "k8s.namespace.name": namespace,
+        "kubetensor.resource.kind": kind,
+        "kubetensor.resource.name": name,
+        "kubetensor.resource.generation": int(body.get("metadata", {}).get("generation") or 0),
+    }
+    with telemetry.span("operator.reconcile", attributes=attributes) as span:
+        problem = await _reconcile(runtime, body, key)
+        if span is not None and problem is not None:
+            span.set_attribute("kubetensor.problem.reason", problem.reason.value)
+        return problem
+
+
+async def _reconcile(runtime: Runtime, body: Mapping[str, Any], key: Key) -> Problem | None:
     async with runtime.lock(key):
         if key[0] == "Subnet":
             problem = await _reconcile_subnet(runtime, body)

@@ -1,5 +1,6 @@
 """Fixtures of the operator's e2e tests: a consensus process, the operator as a real background
-process (running as its least-privilege service account) and a fresh namespace per test."""
+process (running as its least-privilege service account, tracing into the session's Jaeger) and a
+fresh namespace per test."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from kubetensor.sandbox.controlplane import ControlPlane
+from kubetensor.sandbox.jaeger import JaegerServer
 from kubetensor_operator import runner
 
 from tests.operator_support import ConsensusProcess, OperatorHandle, kubectl
@@ -25,12 +27,17 @@ def operator_consensus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
 @pytest.fixture(scope="session")
 def operator(
-    kube_cluster: ControlPlane, operator_consensus: str, tmp_path_factory: pytest.TempPathFactory
+    kube_cluster: ControlPlane,
+    operator_consensus: str,
+    jaeger: JaegerServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorHandle]:
+    # The operator traces into the session's Jaeger (test_operator_tracing reads its reconcile spans).
     handle = OperatorHandle(
         directory=tmp_path_factory.mktemp("operator"),
         kubeconfig=kube_cluster.kubeconfig,
         consensus_address=operator_consensus,
+        otlp_endpoint=jaeger.otlp_http_endpoint,
     )
     handle.start()
     try:

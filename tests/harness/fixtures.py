@@ -3,6 +3,8 @@
 - ``tools``: the pinned binaries (built by ``make tools``); a missing one fails the fixture that needs
   it with the command to run (``ToolNotFoundError``), it never skips.
 - ``nats_server``: nats-server with JetStream.
+- ``jaeger``: Jaeger v2 (an OpenTelemetry Collector distribution) keeping traces in memory, OTLP in on
+  free ports, its query API out (``JaegerServer.trace``/``traces``).
 - ``kube_cluster``: etcd + kube-apiserver (client certs, RBAC) + controller-manager + scheduler + kwok
   with fake GPU nodes (``nvidia.com/gpu`` capacity, ``nvidia.com/gpu=present:NoSchedule`` taint) and
   plain CPU nodes; ``kube_cluster.kubeconfig`` is the admin kubeconfig.
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 from kubetensor.models import build
 from kubetensor.sandbox.controlplane import ControlPlane
+from kubetensor.sandbox.jaeger import JaegerServer
 from kubetensor.sandbox.natsserver import NatsServer
 from kubetensor.sandbox.tools import Tools
 from kubetensor.sandbox.vllmserver import VllmServer
@@ -35,6 +38,15 @@ def tools() -> Tools:
 @pytest.fixture(scope="session")
 def nats_server(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path_factory.mktemp("nats"), tools=tools).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def jaeger(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JaegerServer]:
+    server = JaegerServer(tmp_path_factory.mktemp("jaeger"), tools=tools).start()
     try:
         yield server
     finally:

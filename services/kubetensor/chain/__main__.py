@@ -24,7 +24,7 @@ from kubetensor.chain.errors import ChainError
 from kubetensor.chain.service import ChainService
 from kubetensor.chain.servicer import SERVICE_NAME, create_server
 from kubetensor.chain.settings import ChainSettings
-from kubetensor.core import grpcserver
+from kubetensor.core import grpcserver, metrics, telemetry
 
 if TYPE_CHECKING:
     from kubetensor.chain.evm.anchorer import EvmAnchorer
@@ -33,12 +33,20 @@ if TYPE_CHECKING:
 _log = logging.getLogger("kubetensor.chain")
 
 
-def _write_ready_file(path: Path, *, address: str, port: int, authority: str) -> None:
+def _write_ready_file(path: Path, *, address: str, port: int, authority: str, metrics_port: int) -> None:
     """Write the ready file atomically (a reader never sees half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(
-        json.dumps({"address": address, "port": port, "pid": os.getpid(), "authority": authority})
+        json.dumps(
+            {
+                "address": address,
+                "port": port,
+                "pid": os.getpid(),
+                "authority": authority,
+                "metrics_port": metrics_port,
+            }
+        )
     )
     partial.replace(path)
 
@@ -87,7 +95,10 @@ async def serve(settings: ChainSettings) -> None:
     )
     anchorer: EvmAnchorer | None = None
     store: AnchorStore | None = None
+    endpoint = None
     try:
+        if settings.metrics_listen:
+            endpoint = metrics.serve(settings.metrics_listen, service.metrics.registry)
         if settings.backend == "evm":
             anchorer, store = _anchorer(settings, service)
         health = grpcserver.Health([SERVICE_NAME])
@@ -108,7 +119,13 @@ async def serve(settings: ChainSettings) -> None:
             info.authority,
         )
         if settings.ready_file is not None:
-            _write_ready_file(settings.ready_file, address=address, port=port, authority=info.authority)
+            _write_ready_file(
+                settings.ready_file,
+                address=address,
+                port=port,
+                authority=info.authority,
+                metrics_port=endpoint.port if endpoint else 0,
+            )
         received = await grpcserver.wait_for_termination()
         _log.info("%s received: draining for up to %.1fs", received, settings.grace_seconds)
         await health.set_not_serving()
@@ -119,6 +136,8 @@ async def serve(settings: ChainSettings) -> None:
         if store is not None:
             store.close()
         await service.stop()
+        if endpoint is not None:
+            endpoint.stop()
         _log.info("stopped")
 
 
@@ -130,11 +149,14 @@ def main() -> None:
     # web3 logs the full RPC URL, which may carry credentials or an API key (at INFO on disconnect,
     # with every response at DEBUG); the anchorer logs what matters with the URL redacted.
     logging.getLogger("web3").setLevel(max(logging.WARNING, logging.getLogger().level))
+    tracing = telemetry.configure("kubetensor-chain")
     try:
         asyncio.run(serve(settings))
     except ChainError as error:  # a ledger or key file that cannot be used: say why, no traceback
         _log.error("cannot start: %s", error)
         raise SystemExit(1) from None
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

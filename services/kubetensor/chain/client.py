@@ -24,6 +24,7 @@ from kubetensor.chain.transactions import (
     SET_DELEGATE_TAKE,
     SUBMIT_SETTLEMENT,
 )
+from kubetensor.core import grpctracing
 from kubetensor.core.keys import Keypair
 from kubetensor.v1 import chain_pb2, chain_pb2_grpc, common_pb2, consensus_pb2
 
@@ -98,7 +99,7 @@ class ChainClient:
     @classmethod
     def connect(cls, address: str, *, timeout: float | None = 10.0) -> ChainClient:
         """A client over an insecure channel to ``address`` (host:port)."""
-        return cls(grpc.aio.insecure_channel(address), timeout=timeout)
+        return cls(grpctracing.channel(address), timeout=timeout)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -40,6 +40,7 @@ from kubetensor.chain.errors import (
     SubmitterNotAllowedError,
 )
 from kubetensor.chain.ledger import Head, Ledger
+from kubetensor.chain.metrics import ChainMetrics
 from kubetensor.chain.settlement import Settlement
 from kubetensor.chain.state import (
     ChainParams,
@@ -50,7 +51,7 @@ from kubetensor.chain.state import (
     snapshot,
 )
 from kubetensor.chain.transactions import SUBMIT_SETTLEMENT, SignedTransaction, public_key_hex
-from kubetensor.core import keys
+from kubetensor.core import keys, telemetry
 
 _log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class ChainService:
         settlement_signers: Collection[str] = (),
         max_batch: int = 256,
         clock_ms: Callable[[], int] = _now_ms,
+        metrics: ChainMetrics | None = None,
     ) -> None:
         head = ledger.head()
         genesis = ledger.block(0)
@@ -178,6 +180,8 @@ class ChainService:
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._committed: asyncio.Condition | None = None
+        self.metrics = metrics if metrics is not None else ChainMetrics()
+        self.metrics.watch(height=lambda: self._head.height)
 
     @classmethod
     def open(
@@ -261,6 +265,23 @@ class ChainService:
         (netuid, epoch) raises SettlementConflictError.
         """
         settlement = submission.settlement
+        attributes: telemetry.Attributes = {
+            telemetry.NETUID: settlement.netuid,
+            telemetry.EPOCH: settlement.epoch,
+            "kubetensor.settlement.hash": settlement.hash,
+        }
+        with telemetry.span("chain.settlement.write", attributes=attributes) as span:
+            receipt, new = await self._submit_settlement(submission)
+            if span is not None:
+                span.set_attribute(telemetry.BLOCK, receipt.block)
+                span.set_attribute("kubetensor.settlement.new", new)
+        if new:
+            self.metrics.settled(netuid=settlement.netuid, epoch=settlement.epoch, block=receipt.block)
+        return receipt
+
+    async def _submit_settlement(self, submission: SettlementSubmission) -> tuple[Receipt, bool]:
+        """The receipt, and whether this call recorded the settlement (False: it was recorded before)."""
+        settlement = submission.settlement
         self._check_submitter(submission)
         recorded = self._state.settlements.get(settlement.key)
         if recorded is not None:
@@ -271,10 +292,10 @@ class ChainService:
                     recorded_hash=recorded.hash,
                     offered_hash=settlement.hash,
                 )
-            return Receipt(block=recorded.block, settlement_hash=recorded.hash)
+            return Receipt(block=recorded.block, settlement_hash=recorded.hash), False
         result = await self._enqueue(submission)
         assert isinstance(result, Receipt)
-        return result
+        return result, True
 
     def _check_submitter(self, submission: SettlementSubmission) -> None:
         submitter = submission.submitter

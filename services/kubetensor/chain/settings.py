@@ -61,6 +61,10 @@ class ChainSettings(BaseSettings):
     """Most requests one block holds (requests that queue during a commit share the next block)."""
     log_level: str = "INFO"
     """Python logging level name."""
+    metrics_listen: str = ""
+    """Prometheus ``/metrics`` listen address, host:port (port 0 picks a free one; the ready file says
+    which as "metrics_port"); empty: no metrics endpoint. Tracing is set by the standard ``OTEL_*``
+    variables (``kubetensor.core.telemetry``), not here."""
 
     # -- who may record settlements ------------------------------------------------------------------
     settlement_signers: list[str] = Field(default_factory=list)

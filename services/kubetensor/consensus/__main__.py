@@ -26,16 +26,18 @@ from kubetensor.consensus.settlement import SettlementSink
 from kubetensor.consensus.settlementlog import LocalSettlementLog
 from kubetensor.consensus.stake import GenesisStake, StakeSource
 from kubetensor.consensus.store import ConsensusStore
-from kubetensor.core import grpcserver
+from kubetensor.core import grpcserver, metrics, telemetry
 
 _log = logging.getLogger("kubetensor.consensus")
 
 
-def _write_ready_file(path: Path, *, address: str, port: int) -> None:
+def _write_ready_file(path: Path, *, address: str, port: int, metrics_port: int) -> None:
     """Write the ready file atomically (a reader never sees half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps({"address": address, "port": port, "pid": os.getpid()}))
+    partial.write_text(
+        json.dumps({"address": address, "port": port, "pid": os.getpid(), "metrics_port": metrics_port})
+    )
     partial.replace(path)
 
 
@@ -44,6 +46,7 @@ async def serve(settings: ConsensusSettings) -> None:
     store = ConsensusStore.open(
         settings.state_path, netuid=settings.netuid, block_ns=settings.block_ns, now_ns=time.time_ns()
     )
+    endpoint = None
     try:
         clock = WallClock(
             genesis_ns=store.genesis_ns, block_ns=settings.block_ns, floor=store.highest_block()
@@ -56,6 +59,8 @@ async def serve(settings: ConsensusSettings) -> None:
         )
         health = grpcserver.Health([SERVICE_NAME])
         server, port = create_server(settings, service, health=health)
+        if settings.metrics_listen:
+            endpoint = metrics.serve(settings.metrics_listen, service.metrics.registry)
         await service.start()
         await server.start()
         await health.set_serving()
@@ -69,7 +74,9 @@ async def serve(settings: ConsensusSettings) -> None:
             settings.state_path,
         )
         if settings.ready_file is not None:
-            _write_ready_file(settings.ready_file, address=address, port=port)
+            _write_ready_file(
+                settings.ready_file, address=address, port=port, metrics_port=endpoint.port if endpoint else 0
+            )
         received = await grpcserver.wait_for_termination()
         _log.info("%s received: draining for up to %.1fs", received, settings.grace_seconds)
         await health.set_not_serving()
@@ -80,6 +87,8 @@ async def serve(settings: ConsensusSettings) -> None:
         _log.info("stopped")
     finally:
         store.close()
+        if endpoint is not None:
+            endpoint.stop()
 
 
 def main() -> None:
@@ -87,12 +96,15 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    tracing = telemetry.configure("kubetensor-consensus")
     try:
         asyncio.run(serve(settings))
     except ConsensusError as error:
         # A refusal to start (a state file of another subnet, ...) is one clear line, not a traceback.
         _log.error("not starting: %s", error)
         raise SystemExit(2) from None
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

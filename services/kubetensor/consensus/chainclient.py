@@ -16,6 +16,7 @@ import grpc
 from kubetensor.consensus.errors import SettlementConflictError
 from kubetensor.consensus.servicer import settlement_to_proto
 from kubetensor.consensus.settlement import Receipt, Settlement
+from kubetensor.core import grpctracing
 from kubetensor.core.errors import UnavailableError
 from kubetensor.v1 import chain_pb2, chain_pb2_grpc
 
@@ -36,7 +37,7 @@ class ChainSidecar:
 
     @classmethod
     def connect(cls, address: str, *, call_seconds: float = 10.0) -> ChainSidecar:
-        return cls(grpc.aio.insecure_channel(address), call_seconds=call_seconds)
+        return cls(grpctracing.channel(address), call_seconds=call_seconds)
 
     async def close(self) -> None:
         await self._channel.close()

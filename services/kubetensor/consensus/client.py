@@ -15,7 +15,7 @@ import grpc
 from kubetensor.consensus.fixed import ONE
 from kubetensor.consensus.service import DEREGISTER_NEURON, REGISTER_NEURON, SET_WEIGHTS
 from kubetensor.consensus.settlement import Settlement, SettlementEntry
-from kubetensor.core import signing
+from kubetensor.core import grpctracing, signing
 from kubetensor.core.keys import Keypair
 from kubetensor.v1 import common_pb2, consensus_pb2, consensus_pb2_grpc
 
@@ -94,7 +94,7 @@ class ConsensusClient:
     @classmethod
     def connect(cls, address: str, *, netuid: int, call_seconds: float | None = 10.0) -> ConsensusClient:
         """A client over an insecure channel to ``address`` (host:port)."""
-        return cls(grpc.aio.insecure_channel(address), netuid=netuid, call_seconds=call_seconds)
+        return cls(grpctracing.channel(address), netuid=netuid, call_seconds=call_seconds)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -31,7 +31,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
+
+from opentelemetry.trace import SpanContext, SpanKind
 
 from kubetensor.consensus.clock import BlockClock
 from kubetensor.consensus.errors import (
@@ -44,11 +47,12 @@ from kubetensor.consensus.errors import (
     UnknownSubnetError,
 )
 from kubetensor.consensus.metagraph import Metagraph, SubnetRules
-from kubetensor.consensus.settlement import Settlement, SettlementSink
+from kubetensor.consensus.metrics import ConsensusMetrics
+from kubetensor.consensus.settlement import Receipt, Settlement, SettlementSink
 from kubetensor.consensus.stake import StakeSource
 from kubetensor.consensus.store import ConsensusStore, NonceRecord, SettlementRecord
 from kubetensor.consensus.yuma import EpochParams, run_epoch
-from kubetensor.core import keys
+from kubetensor.core import keys, telemetry
 
 _log = logging.getLogger(__name__)
 
@@ -213,6 +217,7 @@ class ConsensusService:
         clock: BlockClock,
         stake_source: StakeSource,
         sink: SettlementSink,
+        metrics: ConsensusMetrics | None = None,
     ) -> None:
         if store.netuid != config.netuid:
             raise ValueError(f"the store holds subnet {store.netuid}, the config names {config.netuid}")
@@ -228,6 +233,12 @@ class ConsensusService:
         self._lock = asyncio.Lock()
         self._delivery_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = metrics if metrics is not None else ConsensusMetrics()
+        self.metrics.watch(block=clock.block, epoch=lambda: self._metagraph.epoch)
+        # Tracing, in memory only: the span of each hotkey's last accepted weights (an epoch links to
+        # the ones it used) and the span of each epoch not yet delivered (delivery continues its trace).
+        self._weight_spans: dict[str, SpanContext] = {}
+        self._epoch_spans: dict[int, SpanContext] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -307,6 +318,10 @@ class ConsensusService:
                 hotkey=request.hotkey, weights=request.weights, block=block, rules=self._config.rules
             )
             self._commit(new, nonce=record)
+            span_context = telemetry.current_span_context()
+            if span_context is not None:
+                self._weight_spans[request.hotkey] = span_context
+        self.metrics.weights_accepted.inc()
         return block
 
     def snapshot(self, netuid: int) -> MetagraphSnapshot:
@@ -329,7 +344,34 @@ class ConsensusService:
     # -- epochs and delivery --------------------------------------------------------------------------
 
     async def run_due_epoch(self) -> Settlement | None:
-        """Run the epoch if one is due at the current block; return its settlement (None if not due)."""
+        """Run the epoch if one is due at the current block; return its settlement (None if not due).
+
+        Traced as a ``consensus.epoch`` span (a new trace) with a link to the span of each weight
+        submission the epoch used; the settlement's delivery continues that trace.
+        """
+        if not telemetry.enabled() or self._clock.block() < self.next_epoch_block:
+            return await self._run_due_epoch()
+        # The weights an epoch uses are the last ones each registered hotkey set; a hotkey that left
+        # the subnet is forgotten here, so the map stays as small as the metagraph.
+        for hotkey in [h for h in self._weight_spans if self._metagraph.uid_of(h) is None]:
+            del self._weight_spans[hotkey]
+        links = [
+            telemetry.link(context, {telemetry.HOTKEY: hotkey})
+            for hotkey, context in self._weight_spans.items()
+        ]
+        attributes = {telemetry.NETUID: self._config.netuid, "kubetensor.epoch.weight_sets": len(links)}
+        with telemetry.span("consensus.epoch", attributes=attributes, links=links) as span:
+            settlement = await self._run_due_epoch()
+            span_context = telemetry.current_span_context()
+            if span is not None and settlement is not None and span_context is not None:
+                span.set_attribute(telemetry.EPOCH, settlement.epoch)
+                span.set_attribute(telemetry.BLOCK, settlement.block)
+                span.set_attribute("kubetensor.settlement.hash", settlement.hash)
+                self._epoch_spans[settlement.epoch] = span_context
+            return settlement
+
+    async def _run_due_epoch(self) -> Settlement | None:
+        started = time.perf_counter()
         async with self._lock:
             block = self._clock.block()
             current = self._metagraph
@@ -342,6 +384,7 @@ class ConsensusService:
                 metagraph=staked, result=result, block=block, previous_hash=self._last_hash
             )
             self._commit(staked.after_epoch(result, block=block), settlement=settlement)
+        self.metrics.epoch_seconds.observe(time.perf_counter() - started)
         _log.info(
             "settled epoch %d of subnet %d at block %d: %s (%d uids)",
             settlement.epoch,
@@ -359,7 +402,7 @@ class ConsensusService:
         """
         delivered = 0
         for settlement in self._store.undelivered():
-            receipt = await self._sink.submit(settlement)
+            receipt = await self._deliver(settlement)
             if receipt.settlement_hash != settlement.hash:
                 raise SettlementConflictError(
                     settlement.netuid,
@@ -370,6 +413,21 @@ class ConsensusService:
             self._store.mark_delivered(settlement.epoch, receipt)
             delivered += 1
         return delivered
+
+    async def _deliver(self, settlement: Settlement) -> Receipt:
+        """Submit one settlement; traced in its epoch's trace when this process ran that epoch."""
+        parent = self._epoch_spans.get(settlement.epoch)
+        attributes = {telemetry.NETUID: settlement.netuid, telemetry.EPOCH: settlement.epoch}
+        with telemetry.span(
+            "consensus.deliver_settlement",
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            parent=None if parent is None else telemetry.remote_context_of(parent),
+        ):
+            receipt = await self._sink.submit(settlement)
+        self._epoch_spans.pop(settlement.epoch, None)
+        self.metrics.settlements_delivered.inc()
+        return receipt
 
     async def _run_epochs(self) -> None:
         delay = self._config.retry_seconds

@@ -49,6 +49,10 @@ class ConsensusSettings(BaseSettings):
     """Longest wait in seconds between two retries."""
     log_level: str = "INFO"
     """Python logging level name."""
+    metrics_listen: str = ""
+    """Prometheus ``/metrics`` listen address, host:port (port 0 picks a free one; the ready file says
+    which as "metrics_port"); empty: no metrics endpoint. Tracing is set by the standard ``OTEL_*``
+    variables (``kubetensor.core.telemetry``), not here."""
 
     # -- subnet and blocks ----------------------------------------------------------------------------
     netuid: int = Field(default=1, ge=1, le=_U16_MAX)

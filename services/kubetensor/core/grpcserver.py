@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from kubetensor.core import errors
+from kubetensor.core import errors, grpctracing, telemetry
 
 _log = logging.getLogger(__name__)
 
@@ -127,8 +127,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def new_server(*, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
-    """A ``grpc.aio`` server whose first interceptor is ``ErrorInterceptor``."""
-    return grpc.aio.server(interceptors=[ErrorInterceptor(), *interceptors])
+    """A ``grpc.aio`` server whose first interceptor is ``ErrorInterceptor``.
+
+    When tracing is on, ``grpctracing.ServerTracingInterceptor`` goes outside it, so each call's span
+    sees the status the error mapping answered with.
+    """
+    tracing = [grpctracing.ServerTracingInterceptor()] if telemetry.enabled() else []
+    return grpc.aio.server(interceptors=[*tracing, ErrorInterceptor(), *interceptors])
 
 
 class Health:

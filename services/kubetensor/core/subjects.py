@@ -57,6 +57,10 @@ def _check(netuid: int, hotkey: str) -> None:
         raise ValueError(f"hotkey: expected 64 lowercase hex characters, got {hotkey[:80]!r}")
 
 
+MINER_TASKS_TEMPLATE = f"{PREFIX}.{{netuid}}.miner.{{hotkey}}.task"
+"""``miner_tasks`` with its variable parts named (span names and ``messaging.destination.template``)."""
+
+
 def miner_tasks(netuid: int, hotkey: str) -> str:
     """The subject a miner with ``hotkey`` answers tasks on."""
     _check(netuid, hotkey)

@@ -2,8 +2,9 @@
 
 The validator starts a trace per round and a span per task; the miner continues the span it receives
 (``child``) and hands the result to vLLM and back to the validator in NATS headers
-(``kubetensor.core.subjects.TRACEPARENT``). Full OpenTelemetry export is a later issue; until then this
-module keeps the context flowing so that issue only has to record spans. Format (W3C Trace Context §3.2)::
+(``kubetensor.core.subjects.TRACEPARENT``). With OpenTelemetry off this module mints the ids, so the
+context flows without an SDK; with it on, ``kubetensor.core.telemetry.current_trace`` gives the real
+span's ids in this same type and these are the ones sent. Format (W3C Trace Context §3.2)::
 
     traceparent: 00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>
 

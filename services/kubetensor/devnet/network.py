@@ -91,8 +91,10 @@ class Network:
         workdir: Path,
         engines: Mapping[str, tuple[str, str]] | None = None,
         say: Say | None = None,
+        component_env: Mapping[str, str] | None = None,
     ) -> None:
-        """``engines`` maps a miner name to (engine base URL, served model name) the caller runs."""
+        """``engines`` maps a miner name to (engine base URL, served model name) the caller runs;
+        ``component_env`` goes to every service process (each reads only its own ``KT_<SVC>_*``)."""
         self.plan = plan
         self.workdir = workdir
         self._engines = dict(engines or {})
@@ -107,6 +109,7 @@ class Network:
         """uid of each neuron, by name."""
         self._servers: list[_Server] = []
         self._stopped_on_purpose: set[str] = set()
+        self._env = dict(component_env or {})
 
     # -- addresses ------------------------------------------------------------------------------------
 
@@ -164,7 +167,9 @@ class Network:
             )
 
         self._say("starting the chain sidecar (ledger backend)")
-        self.chain = components.chain(workdir, genesis_balances=ledger.genesis_balances(plan))
+        self.chain = components.chain(
+            workdir, genesis_balances=ledger.genesis_balances(plan), extra_env=self._env
+        )
         await self._start_components([self.chain])
         await ledger.prepare(self.chain.address, plan=plan)
 
@@ -175,6 +180,7 @@ class Network:
             block_seconds=plan.block_seconds,
             tempo_blocks=plan.tempo_blocks,
             chain_address=self.chain.address,
+            extra_env=self._env,
         )
         await self._start_components([self.consensus])
         await self._register()
@@ -191,6 +197,7 @@ class Network:
                 engine_url=url,
                 engine_model=model,
                 permit_refresh_seconds=max(plan.tempo_seconds / 4, 1.0),
+                extra_env=self._env,
             )
         self._say(f"starting {len(plan.miners)} miners")
         await self._start_components(list(self.miners.values()))
@@ -208,6 +215,7 @@ class Network:
                 weights_interval_seconds=plan.weights_interval_seconds,
                 weights_retry_seconds=plan.weights_retry_seconds,
                 moving_average_alpha=plan.moving_average_alpha,
+                extra_env=self._env,
             )
         self._say(f"starting {len(plan.validators)} validators")
         await self._start_components(list(self.validators.values()))

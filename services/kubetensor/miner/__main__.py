@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from kubetensor.consensus.client import ConsensusClient
-from kubetensor.core import bus, grpcserver
+from kubetensor.core import bus, grpcserver, metrics, telemetry
 from kubetensor.core.metagraphview import MetagraphView, from_response
 from kubetensor.miner.completions import CompletionsClient
 from kubetensor.miner.errors import MinerError
@@ -28,11 +28,21 @@ from kubetensor.miner.subscriber import TaskSubscriber
 _log = logging.getLogger("kubetensor.miner")
 
 
-def _write_ready_file(path: Path, *, address: str, port: int, hotkey: str) -> None:
+def _write_ready_file(path: Path, *, address: str, port: int, hotkey: str, metrics_port: int) -> None:
     """Write the ready file atomically (a reader never sees half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps({"address": address, "port": port, "pid": os.getpid(), "hotkey": hotkey}))
+    partial.write_text(
+        json.dumps(
+            {
+                "address": address,
+                "port": port,
+                "pid": os.getpid(),
+                "hotkey": hotkey,
+                "metrics_port": metrics_port,
+            }
+        )
+    )
     partial.replace(path)
 
 
@@ -66,11 +76,15 @@ async def serve(settings: MinerSettings) -> None:
         max_ahead_ms=round(settings.max_ahead_seconds * 1000),
         max_tokens_limit=settings.max_tokens_limit,
     )
+    service.metrics.watch_engine(settings.engine_url.rstrip("/") + "/metrics")
     health = grpcserver.Health([SERVICE_NAME])
     server, port = create_server(settings, service, health=health)
     nc = None
     subscriber = None
+    endpoint = None
     try:
+        if settings.metrics_listen:
+            endpoint = metrics.serve(settings.metrics_listen, service.metrics.registry)
         await server.start()
         model = await engine.wait_ready(within_seconds=settings.engine_wait_seconds)
         await permits.start()
@@ -89,7 +103,13 @@ async def serve(settings: MinerSettings) -> None:
             address,
         )
         if settings.ready_file is not None:
-            _write_ready_file(settings.ready_file, address=address, port=port, hotkey=keypair.hotkey)
+            _write_ready_file(
+                settings.ready_file,
+                address=address,
+                port=port,
+                hotkey=keypair.hotkey,
+                metrics_port=endpoint.port if endpoint else 0,
+            )
         received = await grpcserver.wait_for_termination()
         _log.info("%s received: draining for up to %.1fs", received, settings.grace_seconds)
         await health.set_not_serving()
@@ -102,6 +122,8 @@ async def serve(settings: MinerSettings) -> None:
         await permits.stop()
         await engine.close()
         await consensus.close()
+        if endpoint is not None:
+            endpoint.stop()
         _log.info("stopped")
 
 
@@ -110,12 +132,15 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    tracing = telemetry.configure("kubetensor-miner")
     try:
         asyncio.run(serve(settings))
     except (MinerError, ValueError) as error:
         # A refusal to start (no hotkey, an engine that never came up) is one clear line, not a traceback.
         _log.error("not starting: %s", error)
         raise SystemExit(2) from None
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from kubetensor.core import telemetry
 from kubetensor.core.subjects import TRACEPARENT
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.errors import EngineError
@@ -83,13 +85,16 @@ class CompletionsClient:
         api_key: str | None = None,
         request_seconds: float = 60.0,
         max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport`` replaces the network (an in-process engine for benchmarks and tests)."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,
             timeout=httpx.Timeout(request_seconds, connect=5.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
         )
         self.model = model
         """The served model name requests ask for ("" until ``wait_ready`` picks the server's first)."""
@@ -148,6 +153,57 @@ class CompletionsClient:
             "stream_options": {"include_usage": True},
         }
         headers = {TRACEPARENT: trace.traceparent} if trace is not None else {}
+        if telemetry.enabled():
+            async for chunk in self._traced_stream(body, headers):
+                yield chunk
+            return
+        async for chunk in self._stream(body, headers):
+            yield chunk
+
+    async def _traced_stream(self, body: dict[str, Any], headers: dict[str, str]) -> AsyncIterator[Chunk]:
+        """``_stream`` inside a gen_ai CLIENT span, whose context goes to the engine as ``traceparent``.
+
+        The span is not made current: an async generator may be closed from another context.
+        """
+        span: Span = telemetry.tracer().start_span(
+            f"text_completion {self.model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "text_completion",
+                "gen_ai.system": "vllm",
+                "gen_ai.request.model": self.model,
+                "gen_ai.request.max_tokens": body["max_tokens"],
+                "gen_ai.request.temperature": body["temperature"],
+                "server.address": self._http.base_url.host,
+                "server.port": self._http.base_url.port or 80,
+                "http.request.method": "POST",
+                "url.path": "/v1/completions",
+            },
+        )
+        headers = dict(headers)
+        telemetry.inject(headers, context=telemetry.context_of(span))
+        tokens: int | None = None
+        events = 0
+        finish = ""
+        try:
+            async for chunk in self._stream(body, headers):
+                events += bool(chunk.text)
+                finish = chunk.finish_reason or finish
+                if chunk.completion_tokens is not None:
+                    tokens = chunk.completion_tokens
+                yield chunk
+        except BaseException as error:
+            if not isinstance(error, GeneratorExit):
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+            raise
+        finally:
+            span.set_attribute("gen_ai.usage.output_tokens", tokens if tokens is not None else events)
+            if finish:
+                span.set_attribute("gen_ai.response.finish_reasons", [finish])
+            span.end()
+
+    async def _stream(self, body: dict[str, Any], headers: dict[str, str]) -> AsyncIterator[Chunk]:
         try:
             async with self._http.stream("POST", "/v1/completions", json=body, headers=headers) as response:
                 if response.status_code != 200:

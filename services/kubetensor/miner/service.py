@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Protocol
 
-from kubetensor.core import keys
+from kubetensor.core import keys, telemetry
 from kubetensor.core.subjects import TASK_DOMAIN
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.errors import (
@@ -33,6 +33,7 @@ from kubetensor.miner.errors import (
     TaskExpiredError,
 )
 from kubetensor.miner.jobs import Answer, Chunk, Job, Status
+from kubetensor.miner.metrics import MinerMetrics
 from kubetensor.miner.replay import ReplayGuard
 
 _log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class MinerService:
         max_tokens_limit: int = 512,
         replay_guard: ReplayGuard | None = None,
         now_ms: Callable[[], int] = _now_ms,
+        metrics: MinerMetrics | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency: expected at least 1, got {max_concurrency}")
@@ -86,6 +88,8 @@ class MinerService:
         self._replay = replay_guard or ReplayGuard()
         self._now_ms = now_ms
         self._in_flight = 0
+        self.metrics = metrics if metrics is not None else MinerMetrics()
+        self.metrics.watch(in_flight=lambda: self._in_flight, slots=max_concurrency)
 
     @property
     def hotkey(self) -> str:
@@ -108,6 +112,11 @@ class MinerService:
 
     async def answer(self, job: Job) -> Answer:
         """Check and run ``job``; every refusal or failure becomes an ``Answer`` with its status."""
+        answer = await self._answer(job)
+        self.metrics.count(answer.status)
+        return answer
+
+    async def _answer(self, job: Job) -> Answer:
         try:
             await self.check(job)
             with self._slot():
@@ -162,15 +171,31 @@ class MinerService:
         tokens: int | None = None
         events = 0
         max_tokens = min(max(job.max_tokens, 1), self._max_tokens_limit)
+        generation = (
+            telemetry.span(
+                "miner.generate",
+                attributes={
+                    telemetry.NETUID: self.netuid,
+                    telemetry.HOTKEY: self.hotkey,
+                    telemetry.TASK_ID: job.task_id,
+                    "kubetensor.validator.hotkey": job.validator_hotkey,
+                    "gen_ai.request.max_tokens": max_tokens,
+                    "kubetensor.miner.in_flight": self._in_flight,
+                },
+            )
+            if telemetry.enabled()
+            else contextlib.nullcontext()
+        )
         try:
-            async with asyncio.timeout(max(remaining, 0.0)):
-                async for chunk in self._engine.stream(
-                    prompt=job.prompt, max_tokens=max_tokens, temperature=0.0, trace=job.trace
-                ):
-                    parts.append(chunk.text)
-                    events += bool(chunk.text)
-                    if chunk.completion_tokens is not None:
-                        tokens = chunk.completion_tokens
+            with generation:
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    async for chunk in self._engine.stream(
+                        prompt=job.prompt, max_tokens=max_tokens, temperature=0.0, trace=job.trace
+                    ):
+                        parts.append(chunk.text)
+                        events += bool(chunk.text)
+                        if chunk.completion_tokens is not None:
+                            tokens = chunk.completion_tokens
         except TimeoutError:
             raise EngineError(f"generation did not finish before the deadline ({remaining:.3f}s)") from None
         return Answer(

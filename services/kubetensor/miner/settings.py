@@ -69,6 +69,10 @@ class MinerSettings(BaseSettings):
     """Seconds in-flight tasks and RPCs get to finish after SIGTERM."""
     log_level: str = "INFO"
     """Python logging level name."""
+    metrics_listen: str = ""
+    """Prometheus ``/metrics`` listen address, host:port (port 0 picks a free one; the ready file says
+    which as "metrics_port"); empty: no metrics endpoint. Tracing is set by the standard ``OTEL_*``
+    variables (``kubetensor.core.telemetry``), not here."""
 
     def keypair(self) -> Keypair:
         """The hotkey (ValueError naming the setting when it is missing or malformed)."""

@@ -17,8 +17,9 @@ from google.protobuf.message import DecodeError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry.trace import SpanKind
 
-from kubetensor.core import signing, subjects
+from kubetensor.core import signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Answer, Job, SignedBytes, Status
 from kubetensor.miner.service import MinerService
@@ -73,6 +74,17 @@ def response_to_proto(answer: Answer, *, service: MinerService) -> task_pb2.Task
     return response
 
 
+def _consume_attributes(msg: Msg, *, netuid: int) -> dict[str, str | int]:
+    return {
+        "messaging.system": "nats",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": msg.subject,
+        "messaging.destination.template": subjects.MINER_TASKS_TEMPLATE,
+        "messaging.message.body.size": len(msg.data),
+        telemetry.NETUID: netuid,
+    }
+
+
 class TaskSubscriber:
     """Answers the tasks addressed to one miner hotkey on one subnet."""
 
@@ -110,13 +122,34 @@ class TaskSubscriber:
             _log.debug("ignoring a task without a reply subject")
             return
         received = TraceContext.from_headers(msg.headers)
+        if telemetry.enabled():
+            # The CONSUMER span continues the validator's producer span; the task runs inside it.
+            with telemetry.span(
+                f"process {subjects.MINER_TASKS_TEMPLATE}",
+                kind=SpanKind.CONSUMER,
+                parent=received,
+                attributes=_consume_attributes(msg, netuid=self._service.netuid),
+            ) as consumer:
+                span = telemetry.current_trace() or TraceContext.start()
+                answer = await self._answer(msg, span)
+                if consumer is not None:
+                    consumer.set_attribute("kubetensor.task.status", answer.status.value)
+                    consumer.set_attribute(telemetry.TASK_ID, answer.task_id)
+                await self._reply(msg, answer, span)
+            return
         span = received.child() if received is not None else TraceContext.start()
+        await self._reply(msg, await self._answer(msg, span), span)
+
+    async def _answer(self, msg: Msg, span: TraceContext) -> Answer:
         try:
             task = task_pb2.Task.FromString(msg.data)
         except DecodeError:
             answer = Answer(task_id="", validator_hotkey="", status=Status.REFUSED, error="task: not a Task")
         else:
             answer = await self._service.answer(job_from_proto(task, trace=span))
+        return answer
+
+    async def _reply(self, msg: Msg, answer: Answer, span: TraceContext) -> None:
         response = response_to_proto(answer, service=self._service)
         headers = {
             subjects.TRACEPARENT: span.traceparent,

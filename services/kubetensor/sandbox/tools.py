@@ -24,6 +24,7 @@ _BINARIES: dict[str, tuple[str, str]] = {
     "kwok": ("KWOK_VERSION", "kwok"),
     "helm": ("HELM_VERSION", "helm"),
     "nats-server": ("NATS_SERVER_VERSION", "nats-server"),
+    "jaeger": ("JAEGER_VERSION", "jaeger"),
 }
 
 

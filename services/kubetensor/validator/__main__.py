@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 from kubetensor.consensus.client import ConsensusClient
-from kubetensor.core import bus, grpcserver
+from kubetensor.core import bus, grpcserver, metrics, telemetry
 from kubetensor.validator.consensus import ConsensusAdapter
 from kubetensor.validator.errors import ValidatorError
 from kubetensor.validator.server import SERVICE_NAME, create_server
@@ -30,11 +30,21 @@ from kubetensor.validator.tasks import default_registry
 _log = logging.getLogger("kubetensor.validator")
 
 
-def _write_ready_file(path: Path, *, address: str, port: int, hotkey: str) -> None:
+def _write_ready_file(path: Path, *, address: str, port: int, hotkey: str, metrics_port: int) -> None:
     """Write the ready file atomically (a reader never sees half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps({"address": address, "port": port, "pid": os.getpid(), "hotkey": hotkey}))
+    partial.write_text(
+        json.dumps(
+            {
+                "address": address,
+                "port": port,
+                "pid": os.getpid(),
+                "hotkey": hotkey,
+                "metrics_port": metrics_port,
+            }
+        )
+    )
     partial.replace(path)
 
 
@@ -57,6 +67,7 @@ async def serve(settings: ValidatorSettings) -> None:
     nc = None
     loop_task: asyncio.Task[None] | None = None
     stopping = asyncio.Event()
+    endpoint = None
     try:
         nc = await bus.connect(settings.nats_url, name=f"validator-{keypair.hotkey[:12]}")
         service = ValidatorService(
@@ -75,6 +86,8 @@ async def serve(settings: ValidatorSettings) -> None:
             vpermit_stake_limit_rao=settings.vpermit_stake_limit_rao,
             rng=random.Random(settings.seed),
         )
+        if settings.metrics_listen:
+            endpoint = metrics.serve(settings.metrics_listen, service.metrics.registry)
         await server.start()
         loop_task = asyncio.create_task(service.run(round_interval_s=settings.round_seconds, stop=stopping))
         await health.set_serving()
@@ -88,7 +101,13 @@ async def serve(settings: ValidatorSettings) -> None:
             settings.weights_interval_seconds,
         )
         if settings.ready_file is not None:
-            _write_ready_file(settings.ready_file, address=address, port=port, hotkey=keypair.hotkey)
+            _write_ready_file(
+                settings.ready_file,
+                address=address,
+                port=port,
+                hotkey=keypair.hotkey,
+                metrics_port=endpoint.port if endpoint else 0,
+            )
         stop = asyncio.create_task(grpcserver.wait_for_termination())
         done, _ = await asyncio.wait({stop, loop_task}, return_when=asyncio.FIRST_COMPLETED)
         if loop_task in done:
@@ -112,6 +131,8 @@ async def serve(settings: ValidatorSettings) -> None:
         if nc is not None:
             await nc.close()
         await consensus.close()
+        if endpoint is not None:
+            endpoint.stop()
         _log.info("stopped")
 
 
@@ -120,11 +141,14 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    tracing = telemetry.configure("kubetensor-validator")
     try:
         asyncio.run(serve(settings))
     except (ValidatorError, ValueError) as error:
         _log.error("not starting: %s", error)
         raise SystemExit(2) from None
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

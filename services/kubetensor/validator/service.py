@@ -28,10 +28,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
+from kubetensor.core import telemetry
 from kubetensor.core.metagraphview import MetagraphView, NeuronView
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.validator.consensus import ConsensusPort
 from kubetensor.validator.errors import NotRegisteredError, ValidatorError
+from kubetensor.validator.metrics import ValidatorMetrics
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask
 from kubetensor.validator.scoring import task_score
 from kubetensor.validator.state import StateFile, ValidatorState
@@ -46,6 +48,21 @@ class TaskSender(Protocol):
     async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply: ...
 
     async def publish_report(self, summary: RoundSummary) -> None: ...
+
+
+def _trace_score(neuron: NeuronView, *, task_id: str, reply: Reply, correctness: float, score: float) -> None:
+    """A ``validator.score`` span for one miner's task (a child of the round)."""
+    attributes: telemetry.Attributes = {
+        telemetry.UID: neuron.uid,
+        telemetry.HOTKEY: neuron.hotkey,
+        telemetry.TASK_ID: task_id,
+        telemetry.OUTCOME: reply.outcome.value,
+        "kubetensor.task.correctness": correctness,
+        "kubetensor.task.latency_s": reply.latency_s,
+        telemetry.SCORE: score,
+    }
+    with telemetry.span("validator.score", attributes=attributes):
+        pass
 
 
 class ValidatorService:
@@ -69,6 +86,7 @@ class ValidatorService:
         vpermit_stake_limit_rao: int = 0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: ValidatorMetrics | None = None,
     ) -> None:
         self.hotkey = hotkey
         self.netuid = netuid
@@ -88,6 +106,7 @@ class ValidatorService:
         self._next_weights_at = float("-inf")
         self._last_nonce = 0
         self._waiting_logged = False
+        self.metrics = metrics if metrics is not None else ValidatorMetrics()
 
     # -- one round ------------------------------------------------------------------------------------
 
@@ -101,7 +120,23 @@ class ValidatorService:
         ]
 
     async def run_round(self) -> RoundSummary | None:
-        """Run one round (see the module doc); None when this validator cannot query yet."""
+        """Run one round (see the module doc); None when this validator cannot query yet.
+
+        Traced as one ``validator.round`` span: the task requests, the scores and the weight submission
+        are its children (the round's trace id is the one the miners and vLLM continue).
+        """
+        attributes: telemetry.Attributes = {telemetry.NETUID: self.netuid, telemetry.HOTKEY: self.hotkey}
+        with telemetry.span("validator.round", attributes=attributes) as span:
+            summary = await self._round()
+            if summary is not None:
+                self.metrics.observe_round(summary)
+                if span is not None:
+                    span.set_attribute(telemetry.ROUND, summary.round)
+                    span.set_attribute("kubetensor.round.tasks", len(summary.scores))
+                    span.set_attribute("kubetensor.round.weights_block", summary.weights_block)
+            return summary
+
+    async def _round(self) -> RoundSummary | None:
         view = await self._consensus.metagraph()
         me = view.neuron(self.hotkey)
         if me is None:
@@ -117,7 +152,7 @@ class ValidatorService:
         started_ms = time.time_ns() // 1_000_000
         started = time.perf_counter()
         challenge = self._kind.challenge(self._rng)
-        trace = TraceContext.start()
+        trace = telemetry.current_trace() or TraceContext.start()
         replies = await asyncio.gather(*(self._query(neuron, challenge, trace=trace) for neuron in sample))
         scored = self._score(sample, replies, challenge)
         weights: tuple[tuple[int, int], ...] = ()
@@ -181,6 +216,8 @@ class ValidatorService:
                 latency_weight=self._latency_weight,
             )
             results.append((neuron, task_id, reply, correctness, score))
+            if telemetry.enabled():
+                _trace_score(neuron, task_id=task_id, reply=reply, correctness=correctness, score=score)
         averages = self.state.averages.updated((n.uid, n.hotkey, score) for n, _, _, _, score in results)
         self.state = replace(self.state, averages=averages)
         return tuple(

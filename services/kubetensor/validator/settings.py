@@ -72,6 +72,10 @@ class ValidatorSettings(BaseSettings):
     """Seconds the round in progress gets to finish after SIGTERM."""
     log_level: str = "INFO"
     """Python logging level name."""
+    metrics_listen: str = ""
+    """Prometheus ``/metrics`` listen address, host:port (port 0 picks a free one; the ready file says
+    which as "metrics_port"); empty: no metrics endpoint. Tracing is set by the standard ``OTEL_*``
+    variables (``kubetensor.core.telemetry``), not here."""
 
     @model_validator(mode="after")
     def _round_fits_timeout(self) -> ValidatorSettings:

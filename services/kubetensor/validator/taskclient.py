@@ -15,8 +15,9 @@ import time
 import nats.errors
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client
+from opentelemetry.trace import SpanKind
 
-from kubetensor.core import keys, signing, subjects
+from kubetensor.core import keys, signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import common_pb2, task_pb2
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask
@@ -104,9 +105,35 @@ class MinerTaskClient:
         self._keypair = keypair
 
     async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply:
-        """Send ``task`` and wait up to ``timeout_s`` for the miner's checked reply."""
+        """Send ``task`` and wait up to ``timeout_s`` for the miner's checked reply.
+
+        Traced (when tracing is on) as a PRODUCER span whose context the ``traceparent`` header carries.
+        """
+        if not telemetry.enabled():
+            return await self._send(task, timeout_s=timeout_s, traceparent=trace.traceparent)
+        attributes: telemetry.Attributes = {
+            "messaging.system": "nats",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "request",
+            "messaging.destination.name": subjects.miner_tasks(task.netuid, task.miner_hotkey),
+            "messaging.destination.template": subjects.MINER_TASKS_TEMPLATE,
+            "messaging.message.id": task.task_id,
+            telemetry.NETUID: task.netuid,
+            telemetry.HOTKEY: task.miner_hotkey,
+            telemetry.TASK_ID: task.task_id,
+        }
+        with telemetry.span(
+            f"send {subjects.MINER_TASKS_TEMPLATE}", kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
+            own = telemetry.current_trace() or trace
+            reply = await self._send(task, timeout_s=timeout_s, traceparent=own.traceparent)
+            if span is not None:
+                span.set_attribute(telemetry.OUTCOME, reply.outcome.value)
+            return reply
+
+    async def _send(self, task: OutgoingTask, *, timeout_s: float, traceparent: str) -> Reply:
         payload = task_to_proto(task, keypair=self._keypair).SerializeToString()
-        headers = {subjects.TRACEPARENT: trace.traceparent, subjects.MESSAGE_TYPE: subjects.TASK_MESSAGE}
+        headers = {subjects.TRACEPARENT: traceparent, subjects.MESSAGE_TYPE: subjects.TASK_MESSAGE}
         subject = subjects.miner_tasks(task.netuid, task.miner_hotkey)
         started = time.perf_counter()
         try:

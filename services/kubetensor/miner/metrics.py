@@ -1,0 +1,89 @@
+"""``MinerMetrics``: the figures a miner exposes on ``/metrics`` (``KT_MINER_METRICS_LISTEN``).
+
+Updated by ``MinerService`` (each task's status) and read at scrape time: its generations in flight and
+slots, and, when the engine is vLLM, the engine's own queue (``vllm:num_requests_waiting`` and
+``vllm:num_requests_running`` from the engine's ``/metrics``, fetched with a short timeout on each
+scrape; absent when the engine does not answer). Served by ``__main__`` through
+``kubetensor.core.metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+from kubetensor.miner.jobs import Status
+
+_ENGINE_FIGURES = {
+    "vllm:num_requests_waiting": (
+        "kubetensor_miner_engine_requests_waiting",
+        "Requests waiting in the engine's queue (vLLM's num_requests_waiting), as the miner sees it.",
+    ),
+    "vllm:num_requests_running": (
+        "kubetensor_miner_engine_requests_running",
+        "Requests the engine is running (vLLM's num_requests_running), as the miner sees it.",
+    ),
+}
+
+
+class EngineQueueCollector(Collector):
+    """Reads the engine's queue figures from its ``/metrics`` at each scrape."""
+
+    def __init__(self, metrics_url: str, *, timeout_s: float = 1.0) -> None:
+        self._url = metrics_url
+        self._timeout_s = timeout_s
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            response = httpx.get(self._url, timeout=self._timeout_s)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name in _ENGINE_FIGURES:
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        for source, value in totals.items():
+            name, documentation = _ENGINE_FIGURES[source]
+            yield GaugeMetricFamily(name, documentation, value=value)
+
+
+class MinerMetrics:
+    """One miner's Prometheus figures on ``registry`` (a fresh one by default)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.tasks = Counter(
+            "kubetensor_miner_tasks",
+            "Tasks the miner answered, by status (ok, busy, refused, expired, failed).",
+            ["status"],
+            registry=self.registry,
+        )
+        # One child per status, made once: counting a task is then one lock and one add.
+        self._by_status = {status: self.tasks.labels(status.value) for status in Status}
+        self.in_flight = Gauge(
+            "kubetensor_miner_generations_in_flight",
+            "Generations running now (tasks and direct calls): the miner's own queue depth.",
+            registry=self.registry,
+        )
+        self.slots = Gauge(
+            "kubetensor_miner_generation_slots", "Generation slots (max concurrency).", registry=self.registry
+        )
+
+    def count(self, status: Status) -> None:
+        self._by_status[status].inc()
+
+    def watch(self, *, in_flight: Callable[[], float], slots: int) -> None:
+        """Report ``in_flight()`` at each scrape, and the slot count."""
+        self.in_flight.set_function(in_flight)
+        self.slots.set(slots)
+
+    def watch_engine(self, metrics_url: str) -> None:
+        """Also report the engine's queue, read from ``metrics_url`` at each scrape."""
+        self.registry.register(EngineQueueCollector(metrics_url))

@@ -1,0 +1,135 @@
+"""The Prometheus figures of each service and the endpoint that serves them (``kubetensor.core.metrics``).
+
+The endpoint is a real HTTP server on a free loopback port, scraped with httpx; the whole network's
+endpoints are scraped end to end in ``tests/e2e/test_tracing_network.py``.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from kubetensor.chain.metrics import ChainMetrics
+from kubetensor.core import metrics
+from kubetensor.miner.jobs import Status
+from kubetensor.miner.metrics import MinerMetrics
+from kubetensor.validator.metrics import ValidatorMetrics
+from kubetensor.validator.rounds import Outcome, RoundSummary, ScoredTask
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _scored(uid: int, outcome: Outcome, score: float) -> ScoredTask:
+    return ScoredTask(
+        task_id=f"t{uid}",
+        uid=uid,
+        hotkey=f"{uid:064x}",
+        outcome=outcome,
+        correctness=score,
+        score=score,
+        latency_s=0.1,
+        moving_average=score / 2,
+    )
+
+
+def test_the_endpoint_serves_its_registry_on_a_free_port_and_stops() -> None:
+    miner = MinerMetrics()
+    miner.watch(in_flight=lambda: 3, slots=8)
+    endpoint = metrics.serve("127.0.0.1:0", miner.registry)
+    try:
+        assert endpoint.port > 0
+        before = _samples(httpx.get(endpoint.url, timeout=5).text)
+        miner.count(Status.OK)
+        miner.count(Status.BUSY)
+        after = _samples(httpx.get(endpoint.url, timeout=5).text)
+    finally:
+        endpoint.stop()
+    ok = ("kubetensor_miner_tasks_total", frozenset({("status", "ok")}))
+    busy = ("kubetensor_miner_tasks_total", frozenset({("status", "busy")}))
+    assert after[ok] == before[ok] + 1
+    assert after[busy] == before[busy] + 1
+    assert after[("kubetensor_miner_generations_in_flight", frozenset())] == 3
+    assert after[("kubetensor_miner_generation_slots", frozenset())] == 8
+    with pytest.raises(httpx.TransportError):
+        httpx.get(endpoint.url, timeout=2)
+
+
+def test_a_miner_whose_engine_does_not_answer_still_serves_its_own_figures() -> None:
+    miner = MinerMetrics()
+    miner.watch_engine("http://127.0.0.1:9/metrics")  # the discard port: nothing listens
+    names = {name for name, _ in _samples(_exposition(miner.registry))}
+    assert "kubetensor_miner_tasks_total" in names
+    assert "kubetensor_miner_engine_requests_waiting" not in names
+
+
+def _exposition(registry: CollectorRegistry) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry).decode()
+
+
+def test_a_round_counts_each_miners_task_by_outcome() -> None:
+    validator = ValidatorMetrics()
+    summary = RoundSummary(
+        netuid=1,
+        round=1,
+        started_unix_ms=0,
+        duration_s=0.5,
+        scores=(
+            _scored(1, Outcome.OK, 0.9),
+            _scored(2, Outcome.TIMEOUT, 0.0),
+            _scored(3, Outcome.BAD_SIGNATURE, 0.0),
+        ),
+        weights=((1, 65535),),
+    )
+    validator.observe_round(summary)
+    validator.observe_round(summary)
+    samples = _samples(_exposition(validator.registry))
+
+    def miner(name: str, uid: int, **extra: str) -> float:
+        labels = frozenset({("uid", str(uid)), ("hotkey", f"{uid:064x}"), *extra.items()})
+        return samples.get((name, labels), 0.0)
+
+    for uid in (1, 2, 3):
+        assert miner("kubetensor_validator_tasks_sent_total", uid) == 2
+    assert miner("kubetensor_validator_tasks_answered_total", 1) == 2
+    assert miner("kubetensor_validator_tasks_timed_out_total", 2) == 2
+    assert miner("kubetensor_validator_tasks_failed_total", 3, outcome="bad_signature") == 2
+    assert miner("kubetensor_validator_tasks_answered_total", 2) == 0
+    assert miner("kubetensor_validator_miner_score", 1) == pytest.approx(0.9)
+    assert miner("kubetensor_validator_miner_moving_average", 1) == pytest.approx(0.45)
+    assert samples[("kubetensor_validator_rounds_total", frozenset())] == 2
+    assert samples[("kubetensor_validator_weights_set_total", frozenset())] == 2
+    assert samples[("kubetensor_validator_task_score_count", frozenset())] == 6
+
+
+def test_a_settlement_moves_the_chains_settlement_height() -> None:
+    chain = ChainMetrics()
+    chain.watch(height=lambda: 12)
+    chain.settled(netuid=1, epoch=3, block=11)
+    samples = _samples(_exposition(chain.registry))
+    assert samples[("kubetensor_chain_block_height", frozenset())] == 12
+    assert samples[("kubetensor_chain_settlement_block", frozenset({("netuid", "1")}))] == 11
+    assert samples[("kubetensor_chain_settlement_epoch", frozenset({("netuid", "1")}))] == 3
+    assert samples[("kubetensor_chain_settlements_recorded_total", frozenset({("netuid", "1")}))] == 1
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [("127.0.0.1:9100", ("127.0.0.1", 9100)), ("[::]:9100", ("::", 9100)), (":0", ("0.0.0.0", 0))],
+)
+def test_listen_addresses_parse(listen: str, expected: tuple[str, int]) -> None:
+    assert metrics.parse_listen(listen) == expected
+
+
+@pytest.mark.parametrize("listen", ["9100", "host:", "host:port"])
+def test_a_bad_listen_address_is_refused(listen: str) -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        metrics.parse_listen(listen)
