@@ -18,6 +18,9 @@ Children:
 - Validator ``<name>``: the hotkey Secret, Deployment ``<name>`` (one replica, ``Recreate``: one signer
   per hotkey).
 
+Every kubetensor container serves Prometheus ``/metrics`` on a port named ``metrics`` (``chain-metrics``
+for the chain sidecar, which shares the consensus pod), so a PodMonitor can select it by name.
+
 ``otel`` (the operator's ``OTEL_*`` variables) is set on every kubetensor container (consensus, chain,
 miner agent, validator; not vLLM, which has its own tracing flags), after the ``KT_*`` settings; a name
 the spec's own ``env`` sets is left to the spec.
@@ -67,6 +70,10 @@ CHAIN_PORT = 50071
 MINER_PORT = 50081
 VALIDATOR_PORT = 50091
 VLLM_PORT = 8000
+METRICS_PORT = 9090
+"""Prometheus ``/metrics`` of the consensus, miner agent and validator containers (port name ``metrics``)."""
+CHAIN_METRICS_PORT = 9091
+"""The chain sidecar's ``/metrics`` (port name ``chain-metrics``; it shares the consensus pod)."""
 CONSENSUS_HEALTH_SERVICE = "kubetensor.v1.ConsensusService"
 
 GPU_TOLERATION: Manifest = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -379,10 +386,11 @@ def miner_objects(
                     "KT_MINER_ENGINE_URL": f"http://127.0.0.1:{VLLM_PORT}",
                     "KT_MINER_ENGINE_MODEL": spec.model.name,
                     "KT_MINER_HOTKEY_FILE": f"{HOTKEY_DIR}/{SECRET_SEED_KEY}",
+                    "KT_MINER_METRICS_LISTEN": f"[::]:{METRICS_PORT}",
                 },
                 otel=otel,
             ),
-            "ports": [_container_port("grpc", MINER_PORT)],
+            "ports": [_container_port("grpc", MINER_PORT), _container_port("metrics", METRICS_PORT)],
             "readinessProbe": {"grpc": {"port": MINER_PORT}, "periodSeconds": 5},
             "volumeMounts": [{"name": "hotkey", "mountPath": HOTKEY_DIR, "readOnly": True}],
         },
@@ -457,11 +465,12 @@ def validator_objects(
                     "KT_VALIDATOR_HOTKEY_FILE": f"{HOTKEY_DIR}/{SECRET_SEED_KEY}",
                     # Scores survive container restarts (not a move to another node: an emptyDir).
                     "KT_VALIDATOR_STATE_PATH": f"{LEDGER_DIR}/validator-state.json",
+                    "KT_VALIDATOR_METRICS_LISTEN": f"[::]:{METRICS_PORT}",
                 },
                 spec.env,
                 otel=otel,
             ),
-            "ports": [_container_port("grpc", VALIDATOR_PORT)],
+            "ports": [_container_port("grpc", VALIDATOR_PORT), _container_port("metrics", METRICS_PORT)],
             "readinessProbe": {"grpc": {"port": VALIDATOR_PORT}, "periodSeconds": 5},
             "volumeMounts": [
                 {"name": "hotkey", "mountPath": HOTKEY_DIR, "readOnly": True},
@@ -565,6 +574,7 @@ def subnet_objects(
         "KT_CHAIN_LISTEN": f"[::]:{CHAIN_PORT}",
         "KT_CHAIN_LEDGER_PATH": f"{LEDGER_DIR}/chain-ledger.sqlite3",
         "KT_CHAIN_AUTHORITY_KEY_PATH": f"{LEDGER_DIR}/chain-authority.key",
+        "KT_CHAIN_METRICS_LISTEN": f"[::]:{CHAIN_METRICS_PORT}",
     }
     if spec.chain.genesis_balances:
         chain_env["KT_CHAIN_GENESIS_BALANCES"] = json.dumps(dict(sorted(spec.chain.genesis_balances.items())))
@@ -576,7 +586,10 @@ def subnet_objects(
             # A native sidecar: started (and ready) before the consensus container, stopped after it.
             "restartPolicy": "Always",
             "env": _env(chain_env, otel=otel),
-            "ports": [_container_port("chain", CHAIN_PORT)],
+            "ports": [
+                _container_port("chain", CHAIN_PORT),
+                _container_port("chain-metrics", CHAIN_METRICS_PORT),
+            ],
             "readinessProbe": {"grpc": {"port": CHAIN_PORT}, "periodSeconds": 5},
             "volumeMounts": mount,
         },
@@ -591,11 +604,12 @@ def subnet_objects(
                 {
                     "KT_CONSENSUS_LISTEN": f"[::]:{CONSENSUS_PORT}",
                     "KT_CONSENSUS_STATE_PATH": f"{LEDGER_DIR}/consensus-state.sqlite3",
+                    "KT_CONSENSUS_METRICS_LISTEN": f"[::]:{METRICS_PORT}",
                 },
                 otel=otel,
             ),
             "envFrom": [{"configMapRef": {"name": config_name}}],
-            "ports": [_container_port("grpc", CONSENSUS_PORT)],
+            "ports": [_container_port("grpc", CONSENSUS_PORT), _container_port("metrics", METRICS_PORT)],
             "readinessProbe": {
                 "grpc": {"port": CONSENSUS_PORT, "service": CONSENSUS_HEALTH_SERVICE},
                 "periodSeconds": 5,

@@ -347,3 +347,30 @@ def test_drift_ignores_server_defaults_and_catches_changes(change: Any, drifts: 
     change(live)
     assert desired.drifted(want, live) is drifts
     assert desired.drifted(want, None)
+
+
+def test_every_kubetensor_container_serves_metrics_on_a_named_port() -> None:
+    spec = model.ValidatorSpec.parse({"subnet": "demo"})
+    (validator_deployment,) = desired.validator_objects(
+        spec, owner=VALIDATOR, subnet=SUBNET_SPEC, images=IMAGES
+    )
+    pods = [
+        ("agent", by_kind(miner(), "Deployment")["spec"]["template"]["spec"]["containers"]),
+        ("validator", validator_deployment["spec"]["template"]["spec"]["containers"]),
+    ]
+    subnet_pod = by_kind(subnet(), "Deployment")["spec"]["template"]["spec"]
+    pods.append(("consensus", subnet_pod["containers"]))
+    pods.append(("chain", subnet_pod["initContainers"]))
+    for name, containers in pods:
+        c = next(c for c in containers if c["name"] == name)
+        listen = next(e["value"] for e in c["env"] if e["name"].endswith("_METRICS_LISTEN"))
+        port = int(listen.rpartition(":")[2])
+        assert {"name": "chain-metrics" if name == "chain" else "metrics", "containerPort": port} in [
+            {"name": p["name"], "containerPort": p["containerPort"]} for p in c["ports"]
+        ], (name, c["ports"])
+    ports = [
+        p["containerPort"]
+        for c in subnet_pod["containers"] + subnet_pod["initContainers"]
+        for p in c["ports"]
+    ]
+    assert len(ports) == len(set(ports)), "two containers of the consensus pod claim one port"
