@@ -14,6 +14,13 @@ Composed by ``__main__``; the tests drive ``run_round`` directly. Each round:
 5. when ``weights_interval_s`` has passed since the last accepted weights (or ``retry_s`` since a
    refused attempt), sets weights from the averages on the consensus service;
 6. saves the state (averages, round number, weight nonce) atomically and publishes a round report.
+
+Step 6 is the round's tail and runs off its critical path (``_persist``): ``run_round`` returns once the
+scores and averages are computed, while the state file is written and fsynced in a worker thread and the
+report is published after it. The next round waits for that tail before it folds in new scores (by then
+the tail has long overlapped with its fan-out), and ``drain`` waits for it on shutdown. So a report is
+only ever published for a round whose state is on disk, and a crash loses at most the round whose
+report never went out, as if it had crashed a moment earlier.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class ValidatorService:
         self._next_weights_at = float("-inf")
         self._last_nonce = 0
         self._waiting_logged = False
+        self._tail: asyncio.Task[None] | None = None
 
     # -- one round ------------------------------------------------------------------------------------
 
@@ -119,13 +127,14 @@ class ValidatorService:
         challenge = self._kind.challenge(self._rng)
         trace = TraceContext.start()
         replies = await asyncio.gather(*(self._query(neuron, challenge, trace=trace) for neuron in sample))
+        # The previous round's tail must be done (its state on disk) before this one changes the state.
+        await self.drain()
         scored = self._score(sample, replies, challenge)
         weights: tuple[tuple[int, int], ...] = ()
         weights_block = 0
         self.state = replace(self.state, round=self.state.round + 1)
         if self._clock() >= self._next_weights_at:
             weights, weights_block = await self._set_weights(view)
-        self._state_file.save(self.state)
         summary = RoundSummary(
             netuid=self.netuid,
             round=self.state.round,
@@ -136,11 +145,23 @@ class ValidatorService:
             weights_block=weights_block,
             validator_hotkey=self.hotkey,
         )
+        self._tail = asyncio.create_task(self._persist(self.state, summary), name="validator-round-tail")
+        return summary
+
+    async def drain(self) -> None:
+        """Wait until the last round's state is on disk and its report published (see the module doc);
+        raises what saving the state raised."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            await tail
+
+    async def _persist(self, state: ValidatorState, summary: RoundSummary) -> None:
+        # The fsyncs run in a worker thread so that the event loop goes on with the next round.
+        await asyncio.to_thread(self._state_file.save, state)
         try:
             await self._sender.publish_report(summary)
         except Exception as error:
             _log.warning("publishing the report of round %d failed: %s", summary.round, error)
-        return summary
 
     async def _query(
         self, neuron: NeuronView, challenge: Challenge, *, trace: TraceContext
@@ -227,6 +248,12 @@ class ValidatorService:
         """Run rounds every ``round_interval_s`` seconds until ``stop`` is set (after a whole round) or
         the task is cancelled; round errors are logged, not fatal."""
         stop = stop or asyncio.Event()
+        try:
+            await self._rounds(round_interval_s, stop)
+        finally:
+            await self.drain()
+
+    async def _rounds(self, round_interval_s: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
             started = self._clock()
             try:
