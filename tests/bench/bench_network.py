@@ -18,7 +18,8 @@ In the parent, three timings per size, each a list of rounds:
   scored, moving averages updated; the round's tail (state file saved with fsync, then the signed round
   report published) runs in the background and overlaps the next round's fan-out, which waits for it
   before it updates the averages, so back-to-back rounds still pay for it where it does not overlap;
-* ``kubetensor_fanout``: only the N concurrent ``MinerTaskClient.send`` calls (sign, request, verify);
+* ``kubetensor_fanout``: only the N concurrent ``MinerTaskClient.send`` calls (sign, request, verify),
+  all started at once (the round starts them in waves of ``send_wave``, see ``ValidatorService``);
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
 
 The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of the requester and of

@@ -94,7 +94,12 @@ class Sender:
 
 
 def validator(
-    tmp_path: Path, consensus: Consensus, sender: Sender, *, clock: list[float] | None = None
+    tmp_path: Path,
+    consensus: Consensus,
+    sender: Sender,
+    *,
+    clock: list[float] | None = None,
+    send_wave: int = 16,
 ) -> ValidatorService:
     state_file = StateFile(tmp_path / "state.json", netuid=1, hotkey=ME)
     now = clock if clock is not None else [0.0]
@@ -108,6 +113,7 @@ def validator(
         state=state_file.load(alpha=0.5),
         task_timeout_s=2.0,
         sample_size=16,
+        send_wave=send_wave,
         weights_interval_s=60.0,
         retry_s=5.0,
         rng=random.Random(1),
@@ -135,6 +141,41 @@ async def test_sample_size_bounds_the_miners_per_round(tmp_path: Path) -> None:
     service._sample_size = 2
     await service.run_round()
     assert len(sender.sent) == 2
+
+
+class FlushingSender(Sender):
+    """Like a NATS client: the first send schedules a flush, which runs at the loop's next turn and
+    records how many tasks had been started (signed and published) by then."""
+
+    def __init__(self, behaviour: dict[str, str | Outcome]) -> None:
+        super().__init__(behaviour)
+        self.started_at_first_flush: int | None = None
+
+    async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+        if not self.sent:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.sent.append(task)
+        await asyncio.sleep(0.01)  # the miner's answer comes back later
+        return Reply(Outcome.OK, 0.01, completion=problem_of(task.prompt).answer)
+
+    def _flush(self) -> None:
+        self.started_at_first_flush = len(self.sent)
+
+
+@pytest.mark.parametrize(("send_wave", "first_flush"), [(2, 2), (16, 5)])
+async def test_tasks_go_out_in_waves_of_send_wave(tmp_path: Path, send_wave: int, first_flush: int) -> None:
+    sender = FlushingSender({})
+    summary = await validator(tmp_path, Consensus(metagraph()), sender, send_wave=send_wave).run_round()
+    assert summary is not None
+    # The first wave reaches the transport before the next one is signed; every miner is asked once.
+    assert sender.started_at_first_flush == first_flush
+    assert sorted(task.miner_hotkey for task in sender.sent) == sorted(MINERS)
+    assert all(s.outcome is Outcome.OK for s in summary.scores)
+
+
+def test_send_wave_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="send_wave"):
+        validator(tmp_path, Consensus(metagraph()), Sender({}), send_wave=0)
 
 
 async def test_without_a_permit_the_validator_waits(tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ Composed by ``__main__``; the tests drive ``run_round`` directly. Each round:
    ``vpermit_stake_limit_rao`` stake (Bittensor's validator template rule), drawn at random;
 3. draws one challenge from the subnet's task plug-in and sends it, as a signed task with a deadline,
    to every sampled miner at once (``TaskSender``); the round waits at most ``task_timeout_s``, so a
-   miner that hangs or is gone costs the round nothing but its own zero;
+   miner that hangs or is gone costs the round nothing but its own zero. The tasks start in waves of
+   ``send_wave`` (``_fan_out``): a wave is signed and handed to NATS, then the event loop runs once so
+   the NATS client sends it while the next wave is signed, and replies to early waves are checked while
+   later waves are still out (signing all first would hold every task back until the last is signed);
 4. scores each reply (``scoring.task_score``: the plug-in's correctness with a latency tiebreak; any
    failure is 0) and folds the scores into the per-uid moving averages;
 5. when ``weights_interval_s`` has passed since the last accepted weights (or ``retry_s`` since a
@@ -70,6 +73,7 @@ class ValidatorService:
         state: ValidatorState,
         task_timeout_s: float = 5.0,
         sample_size: int = 16,
+        send_wave: int = 16,
         latency_weight: float = 0.05,
         weights_interval_s: float = 60.0,
         retry_s: float = 5.0,
@@ -86,6 +90,9 @@ class ValidatorService:
         self.state = state
         self._task_timeout_s = task_timeout_s
         self._sample_size = sample_size
+        if send_wave < 1:
+            raise ValueError(f"send_wave: expected at least 1, got {send_wave}")
+        self._send_wave = send_wave
         self._latency_weight = latency_weight
         self._weights_interval_s = weights_interval_s
         self._retry_s = retry_s
@@ -126,7 +133,7 @@ class ValidatorService:
         started = time.perf_counter()
         challenge = self._kind.challenge(self._rng)
         trace = TraceContext.start()
-        replies = await asyncio.gather(*(self._query(neuron, challenge, trace=trace) for neuron in sample))
+        replies = await self._fan_out(sample, challenge, trace=trace)
         # The previous round's tail must be done (its state on disk) before this one changes the state.
         await self.drain()
         scored = self._score(sample, replies, challenge)
@@ -162,6 +169,24 @@ class ValidatorService:
             await self._sender.publish_report(summary)
         except Exception as error:
             _log.warning("publishing the report of round %d failed: %s", summary.round, error)
+
+    async def _fan_out(
+        self, sample: list[NeuronView], challenge: Challenge, *, trace: TraceContext
+    ) -> list[tuple[str, Reply]]:
+        """Query every sampled miner concurrently, ``send_wave`` at a time (see the module doc)."""
+        queries: list[asyncio.Task[tuple[str, Reply]]] = []
+        try:
+            for first in range(0, len(sample), self._send_wave):
+                wave = sample[first : first + self._send_wave]
+                queries.extend(asyncio.create_task(self._query(n, challenge, trace=trace)) for n in wave)
+                # One turn of the event loop: this wave's tasks sign and publish, the NATS client's
+                # flusher sends them, then the next wave is started.
+                await asyncio.sleep(0)
+            return list(await asyncio.gather(*queries))
+        except BaseException:
+            for query in queries:
+                query.cancel()
+            raise
 
     async def _query(
         self, neuron: NeuronView, challenge: Challenge, *, trace: TraceContext
