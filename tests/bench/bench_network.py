@@ -15,11 +15,19 @@ In the parent, three timings per size, each a list of rounds:
 
 * ``kubetensor_round``: ``ValidatorService.run_round()`` with ``sample_size=N``: metagraph read (an
   in-memory double, no gRPC), one challenge, N signed tasks sent concurrently, N replies verified and
-  scored, moving averages updated, the state file saved (fsync), the signed round report published;
-* ``kubetensor_fanout``: only the N concurrent ``MinerTaskClient.send`` calls (sign, request, verify);
+  scored, moving averages updated; the round's tail (state file saved with fsync, then the signed round
+  report published) runs in the background and overlaps the next round's fan-out, which waits for it
+  before it updates the averages, so back-to-back rounds still pay for it where it does not overlap;
+* ``kubetensor_fanout``: only the N concurrent ``MinerTaskClient.send`` calls (sign, request, verify),
+  all started at once (the round starts them in waves of ``send_wave``, see ``ValidatorService``);
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
 
-The JSON holds p50/p99/mean in milliseconds for each and the ratios to raw nats.py. Bittensor's
+The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of the requester and of
+the responder process (``cpu_ms_per_round``: where the time goes, and whether the two overlap), and
+the ratios to raw nats.py. It also measures, in the same run, what one ed25519 signature and one
+verification cost on the real task and response bytes (``ed25519``) and so the signature work per round
+that no transport can remove (``crypto_floor_ms``: each side signs and verifies once per miner; the bench
+runs all miners in one process, so the responder side does all of it on one core). Bittensor's
 dendrite/axon baseline needs ``bittensor==10.5.0`` in a separate environment: run
 ``tests/bench/dendrite_baseline.py`` there first and pass its JSON with ``--dendrite FILE``; its numbers
 and the ratios dendrite / kubetensor are then merged in (``dendrite``), otherwise the JSON says it was
@@ -50,7 +58,8 @@ except ModuleNotFoundError:  # run from a checkout without the package installed
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "services"))
 
 import nats
-from kubetensor.core import bus, subjects
+import psutil
+from kubetensor.core import bus, keys, signing, subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.metagraphview import MetagraphView, NeuronView
 from kubetensor.core.tracecontext import TraceContext
@@ -184,15 +193,71 @@ class StaticConsensus:
         return 1
 
 
-async def timed(rounds: int, warmup: int, one: Callable[[], Awaitable[object]]) -> list[float]:
+class CpuMeter:
+    """CPU seconds (user + system) used by this process and by one responder process."""
+
+    def __init__(self, responders: Responders) -> None:
+        self._child = psutil.Process(responders.process.pid)
+
+    def read(self) -> tuple[float, float]:
+        child = self._child.cpu_times()
+        return time.process_time(), child.user + child.system
+
+
+async def timed(
+    rounds: int, warmup: int, one: Callable[[], Awaitable[object]], *, cpu: CpuMeter, into: dict[str, Any]
+) -> list[float]:
+    """Time ``rounds`` calls of ``one`` after ``warmup``; CPU per round goes to ``into``."""
     for _ in range(warmup):
         await one()
     times = []
+    requester, responders = cpu.read()
     for _ in range(rounds):
         started = time.perf_counter()
         await one()
         times.append((time.perf_counter() - started) * 1000)
+    requester_end, responders_end = cpu.read()
+    into["cpu_ms_per_round"] = {
+        "requester": (requester_end - requester) * 1000 / max(rounds, 1),
+        "responders": (responders_end - responders) * 1000 / max(rounds, 1),
+    }
     return times
+
+
+def ed25519_costs(operations: int = 2000) -> dict[str, float]:
+    """Median microseconds of one signature and one verification, on a real task's signed bytes."""
+    task = task_to_proto(
+        OutgoingTask(
+            task_id="x" * 32,
+            netuid=NETUID,
+            task_type="addition",
+            prompt="47+85=",
+            max_tokens=6,
+            miner_hotkey=miner_keys(1)[0].hotkey,
+            nonce=time.time_ns(),
+            deadline_unix_ms=time.time_ns() // 1_000_000,
+        ),
+        keypair=VALIDATOR,
+    )
+    payload = signing.payload(task)
+    signature = VALIDATOR.sign(subjects.TASK_DOMAIN, payload)
+
+    def per_call(call: Callable[[], object]) -> float:
+        samples = []
+        for _ in range(operations // 100):
+            started = time.perf_counter()
+            for _ in range(100):
+                call()
+            samples.append((time.perf_counter() - started) * 1e6 / 100)
+        return statistics.median(samples)
+
+    return {
+        "sign_us": per_call(lambda: VALIDATOR.sign(subjects.TASK_DOMAIN, payload)),
+        "verify_us": per_call(
+            lambda: keys.verify(VALIDATOR.public_key, subjects.TASK_DOMAIN, payload, signature)
+        ),
+        "library": "PyNaCl (libsodium)",
+    }
 
 
 def stats(times: list[float]) -> dict[str, float]:
@@ -207,13 +272,21 @@ def stats(times: list[float]) -> dict[str, float]:
 
 
 async def measure(
-    count: int, *, nats_url: str, rounds: int, warmup: int, workdir: pathlib.Path
+    count: int,
+    *,
+    nats_url: str,
+    rounds: int,
+    warmup: int,
+    workdir: pathlib.Path,
+    signature_costs: dict[str, Any],
 ) -> dict[str, Any]:
     keys = miner_keys(count)
     nc = await bus.connect(nats_url, name="bench-validator")
     try:
         sender = MinerTaskClient(nc, keypair=VALIDATOR)
+        cpu: dict[str, dict[str, Any]] = {"kubetensor_round": {}, "kubetensor_fanout": {}, "raw_nats": {}}
         responders = Responders("kt", count=count, nats_url=nats_url)
+        meter = CpuMeter(responders)
         try:
             state_file = StateFile(workdir / f"state-{count}.json", netuid=NETUID, hotkey=VALIDATOR.hotkey)
             validator = ValidatorService(
@@ -236,7 +309,8 @@ async def measure(
                 assert summary is not None
                 failures.extend(s.outcome.value for s in summary.scores if s.outcome.value != "ok")
 
-            round_times = await timed(rounds, warmup, one_round)
+            round_times = await timed(rounds, warmup, one_round, cpu=meter, into=cpu["kubetensor_round"])
+            await validator.drain()
             nonces = itertools.count(time.time_ns())
 
             async def one_fanout() -> None:
@@ -262,7 +336,7 @@ async def measure(
                 )
                 failures.extend(r.outcome.value for r in replies if r.outcome.value != "ok")
 
-            fanout_times = await timed(rounds, warmup, one_fanout)
+            fanout_times = await timed(rounds, warmup, one_fanout, cpu=meter, into=cpu["kubetensor_fanout"])
         finally:
             responders.close()
 
@@ -288,22 +362,25 @@ async def measure(
                     *(nc.request(subject, sample_task, timeout=5.0) for subject in subjects_)
                 )
 
-            raw_times = await timed(rounds, warmup, one_raw)
+            raw_times = await timed(rounds, warmup, one_raw, cpu=CpuMeter(raw), into=cpu["raw_nats"])
         finally:
             raw.close()
     finally:
         await nc.close()
-    result = {
+    result: dict[str, Any] = {
         "miners": count,
-        "kubetensor_round": stats(round_times),
-        "kubetensor_fanout": stats(fanout_times),
-        "raw_nats": stats(raw_times),
+        "kubetensor_round": stats(round_times) | cpu["kubetensor_round"],
+        "kubetensor_fanout": stats(fanout_times) | cpu["kubetensor_fanout"],
+        "raw_nats": stats(raw_times) | cpu["raw_nats"],
         "task_bytes": len(sample_task),
         "non_ok_replies": len(failures),
     }
     for name in ("kubetensor_round", "kubetensor_fanout"):
         result[f"{name}_vs_raw_p50"] = result[name]["p50_ms"] / result["raw_nats"]["p50_ms"]
         result[f"{name}_vs_raw_p99"] = result[name]["p99_ms"] / result["raw_nats"]["p99_ms"]
+    floor = count * (signature_costs["sign_us"] + signature_costs["verify_us"]) / 1000
+    result["crypto_floor_ms"] = {"validator": floor, "responders": floor}
+    result["crypto_floor_vs_raw_p50"] = floor / result["raw_nats"]["p50_ms"]
     return result
 
 
@@ -333,9 +410,17 @@ async def run(sizes: list[int], *, rounds: int, warmup: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kt-bench-network-") as scratch:
         workdir = pathlib.Path(scratch)
         server = NatsServer(workdir / "nats").start()
+        signature_costs = ed25519_costs()
         try:
             cases = [
-                await measure(size, nats_url=server.url, rounds=rounds, warmup=warmup, workdir=workdir)
+                await measure(
+                    size,
+                    nats_url=server.url,
+                    rounds=rounds,
+                    warmup=warmup,
+                    workdir=workdir,
+                    signature_costs=signature_costs,
+                )
                 for size in sizes
             ]
         finally:
@@ -348,6 +433,7 @@ async def run(sizes: list[int], *, rounds: int, warmup: int) -> dict[str, Any]:
             "cpu_count": os.cpu_count(),
             "load_average": list(os.getloadavg()),
         },
+        "ed25519": signature_costs,
         "cases": cases,
     }
 
@@ -387,6 +473,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         ]
         print(f"{case['miners']:>3} miners (ms): " + " | ".join(parts))
+        cpu = case["kubetensor_fanout"]["cpu_ms_per_round"]
+        print(
+            f"    fan-out CPU per round (ms): requester {cpu['requester']:.2f} responders "
+            f"{cpu['responders']:.2f} | ed25519 floor per side {case['crypto_floor_ms']['validator']:.2f} "
+            f"({case['crypto_floor_vs_raw_p50']:.1f}x raw p50)"
+        )
     return 0
 
 

@@ -32,11 +32,19 @@ def test_bench_writes_json_with_every_method_per_size(tmp_path: pathlib.Path) ->
     assert results["benchmark"] == "validator_fanout_round"
     assert set(results["machine"]) >= {"python", "cpu_count", "load_average"}
     assert [case["miners"] for case in results["cases"]] == [2, 3]
+    assert results["ed25519"]["sign_us"] > 0
+    assert results["ed25519"]["verify_us"] > 0
     for case in results["cases"]:
         for method in ("kubetensor_round", "kubetensor_fanout", "raw_nats"):
-            assert set(case[method]) == {"p50_ms", "p99_ms", "mean_ms", "rounds"}
+            assert set(case[method]) == {"p50_ms", "p99_ms", "mean_ms", "rounds", "cpu_ms_per_round"}
             assert case[method]["rounds"] == 3
             assert 0 < case[method]["p50_ms"] <= case[method]["p99_ms"]
+            assert set(case[method]["cpu_ms_per_round"]) == {"requester", "responders"}
+            assert all(value >= 0 for value in case[method]["cpu_ms_per_round"].values())
+        # The signature work per round: one signature and one verification per miner on each side.
+        per_miner_ms = (results["ed25519"]["sign_us"] + results["ed25519"]["verify_us"]) / 1000
+        assert case["crypto_floor_ms"]["validator"] == case["miners"] * per_miner_ms
+        assert case["crypto_floor_vs_raw_p50"] > 0
         assert case["kubetensor_round_vs_raw_p50"] > 0
         assert case["kubetensor_fanout_vs_raw_p99"] > 0
         # Every miner answered every task: the numbers measure real answers, not failures.

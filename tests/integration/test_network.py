@@ -426,6 +426,8 @@ async def test_restarted_validator_resumes_its_moving_averages(
         first = new_validator(subnet, client_nc, state, consensus)
         await first.run_round()
         await first.run_round()
+        # What a process that stops does: the last round's state reaches the disk.
+        await first.drain()
         before = first.state
         # A new service on the same state file: what a restarted process does.
         second = new_validator(subnet, client_nc, state, consensus)

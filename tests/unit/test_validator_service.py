@@ -3,6 +3,7 @@ faults, the weight cadence, and the state file that lets a restarted validator r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Sequence
@@ -93,7 +94,12 @@ class Sender:
 
 
 def validator(
-    tmp_path: Path, consensus: Consensus, sender: Sender, *, clock: list[float] | None = None
+    tmp_path: Path,
+    consensus: Consensus,
+    sender: Sender,
+    *,
+    clock: list[float] | None = None,
+    send_wave: int = 16,
 ) -> ValidatorService:
     state_file = StateFile(tmp_path / "state.json", netuid=1, hotkey=ME)
     now = clock if clock is not None else [0.0]
@@ -107,6 +113,7 @@ def validator(
         state=state_file.load(alpha=0.5),
         task_timeout_s=2.0,
         sample_size=16,
+        send_wave=send_wave,
         weights_interval_s=60.0,
         retry_s=5.0,
         rng=random.Random(1),
@@ -116,13 +123,15 @@ def validator(
 
 async def test_a_round_queries_every_miner_but_not_the_validators(tmp_path: Path) -> None:
     sender = Sender({hotkey: "right" for hotkey in MINERS})
-    summary = await validator(tmp_path, Consensus(metagraph()), sender).run_round()
+    service = validator(tmp_path, Consensus(metagraph()), sender)
+    summary = await service.run_round()
     assert summary is not None
     assert sorted(task.miner_hotkey for task in sender.sent) == sorted(MINERS)
     assert len({task.nonce for task in sender.sent}) == len(MINERS)
     assert len({task.task_id for task in sender.sent}) == len(MINERS)
     assert {task.prompt for task in sender.sent} == {sender.sent[0].prompt}  # one challenge per round
     assert all(s.outcome is Outcome.OK and s.correctness == 1.0 for s in summary.scores)
+    await service.drain()
     assert sender.reports == [summary]
 
 
@@ -132,6 +141,41 @@ async def test_sample_size_bounds_the_miners_per_round(tmp_path: Path) -> None:
     service._sample_size = 2
     await service.run_round()
     assert len(sender.sent) == 2
+
+
+class FlushingSender(Sender):
+    """Like a NATS client: the first send schedules a flush, which runs at the loop's next turn and
+    records how many tasks had been started (signed and published) by then."""
+
+    def __init__(self, behaviour: dict[str, str | Outcome]) -> None:
+        super().__init__(behaviour)
+        self.started_at_first_flush: int | None = None
+
+    async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+        if not self.sent:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.sent.append(task)
+        await asyncio.sleep(0.01)  # the miner's answer comes back later
+        return Reply(Outcome.OK, 0.01, completion=problem_of(task.prompt).answer)
+
+    def _flush(self) -> None:
+        self.started_at_first_flush = len(self.sent)
+
+
+@pytest.mark.parametrize(("send_wave", "first_flush"), [(2, 2), (16, 5)])
+async def test_tasks_go_out_in_waves_of_send_wave(tmp_path: Path, send_wave: int, first_flush: int) -> None:
+    sender = FlushingSender({})
+    summary = await validator(tmp_path, Consensus(metagraph()), sender, send_wave=send_wave).run_round()
+    assert summary is not None
+    # The first wave reaches the transport before the next one is signed; every miner is asked once.
+    assert sender.started_at_first_flush == first_flush
+    assert sorted(task.miner_hotkey for task in sender.sent) == sorted(MINERS)
+    assert all(s.outcome is Outcome.OK for s in summary.scores)
+
+
+def test_send_wave_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="send_wave"):
+        validator(tmp_path, Consensus(metagraph()), Sender({}), send_wave=0)
 
 
 async def test_without_a_permit_the_validator_waits(tmp_path: Path) -> None:
@@ -228,6 +272,7 @@ async def test_a_restarted_validator_resumes_from_its_state_file(tmp_path: Path)
     first = validator(tmp_path, consensus, sender)
     await first.run_round()
     await first.run_round()
+    await first.drain()
     second = validator(tmp_path, consensus, sender)
     assert second.state == first.state
     assert second.state.round == 2
@@ -278,3 +323,40 @@ def test_state_file_with_malformed_entries_is_refused(tmp_path: Path) -> None:
     (tmp_path / "s.json").write_text(json.dumps(document))
     with pytest.raises(StateMismatchError, match="malformed"):
         file.load(alpha=0.3)
+
+
+async def test_a_round_report_is_published_only_after_its_state_is_on_disk(tmp_path: Path) -> None:
+    sender = Sender({MINERS[0]: "right"})
+    service = validator(tmp_path, Consensus(metagraph()), sender)
+    on_disk: list[int] = []
+    publish = sender.publish_report
+
+    async def publish_after_reading_the_file(summary: RoundSummary) -> None:
+        on_disk.append(StateFile(tmp_path / "state.json", netuid=1, hotkey=ME).load(alpha=0.5).round)
+        await publish(summary)
+
+    sender.publish_report = publish_after_reading_the_file  # type: ignore[method-assign]
+    first = await service.run_round()
+    second = await service.run_round()
+    await service.drain()
+    assert first is not None
+    assert second is not None
+    assert [report.round for report in sender.reports] == [1, 2]
+    assert on_disk == [1, 2]
+
+
+async def test_run_leaves_the_last_rounds_state_on_disk_when_stopped(tmp_path: Path) -> None:
+    sender = Sender({MINERS[0]: "right"})
+    service = validator(tmp_path, Consensus(metagraph()), sender)
+    stop = asyncio.Event()
+
+    async def stop_after_two_reports(summary: RoundSummary) -> None:
+        sender.reports.append(summary)
+        if len(sender.reports) == 2:
+            stop.set()
+
+    sender.publish_report = stop_after_two_reports  # type: ignore[method-assign]
+    await asyncio.wait_for(service.run(round_interval_s=0.0, stop=stop), timeout=10)
+    saved = StateFile(tmp_path / "state.json", netuid=1, hotkey=ME).load(alpha=0.5)
+    assert saved == service.state
+    assert saved.round == len(sender.reports) >= 2

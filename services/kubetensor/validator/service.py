@@ -8,12 +8,22 @@ Composed by ``__main__``; the tests drive ``run_round`` directly. Each round:
    ``vpermit_stake_limit_rao`` stake (Bittensor's validator template rule), drawn at random;
 3. draws one challenge from the subnet's task plug-in and sends it, as a signed task with a deadline,
    to every sampled miner at once (``TaskSender``); the round waits at most ``task_timeout_s``, so a
-   miner that hangs or is gone costs the round nothing but its own zero;
+   miner that hangs or is gone costs the round nothing but its own zero. The tasks start in waves of
+   ``send_wave`` (``_fan_out``): a wave is signed and handed to NATS, then the event loop runs once so
+   the NATS client sends it while the next wave is signed, and replies to early waves are checked while
+   later waves are still out (signing all first would hold every task back until the last is signed);
 4. scores each reply (``scoring.task_score``: the plug-in's correctness with a latency tiebreak; any
    failure is 0) and folds the scores into the per-uid moving averages;
 5. when ``weights_interval_s`` has passed since the last accepted weights (or ``retry_s`` since a
    refused attempt), sets weights from the averages on the consensus service;
 6. saves the state (averages, round number, weight nonce) atomically and publishes a round report.
+
+Step 6 is the round's tail and runs off its critical path (``_persist``): ``run_round`` returns once the
+scores and averages are computed, while the state file is written and fsynced in a worker thread and the
+report is published after it. The next round waits for that tail before it folds in new scores (by then
+the tail has long overlapped with its fan-out), and ``drain`` waits for it on shutdown. So a report is
+only ever published for a round whose state is on disk, and a crash loses at most the round whose
+report never went out, as if it had crashed a moment earlier.
 """
 
 from __future__ import annotations
@@ -80,6 +90,7 @@ class ValidatorService:
         state: ValidatorState,
         task_timeout_s: float = 5.0,
         sample_size: int = 16,
+        send_wave: int = 16,
         latency_weight: float = 0.05,
         weights_interval_s: float = 60.0,
         retry_s: float = 5.0,
@@ -97,6 +108,9 @@ class ValidatorService:
         self.state = state
         self._task_timeout_s = task_timeout_s
         self._sample_size = sample_size
+        if send_wave < 1:
+            raise ValueError(f"send_wave: expected at least 1, got {send_wave}")
+        self._send_wave = send_wave
         self._latency_weight = latency_weight
         self._weights_interval_s = weights_interval_s
         self._retry_s = retry_s
@@ -107,6 +121,7 @@ class ValidatorService:
         self._last_nonce = 0
         self._waiting_logged = False
         self.metrics = metrics if metrics is not None else ValidatorMetrics()
+        self._tail: asyncio.Task[None] | None = None
 
     # -- one round ------------------------------------------------------------------------------------
 
@@ -153,14 +168,15 @@ class ValidatorService:
         started = time.perf_counter()
         challenge = self._kind.challenge(self._rng)
         trace = telemetry.current_trace() or TraceContext.start()
-        replies = await asyncio.gather(*(self._query(neuron, challenge, trace=trace) for neuron in sample))
+        replies = await self._fan_out(sample, challenge, trace=trace)
+        # The previous round's tail must be done (its state on disk) before this one changes the state.
+        await self.drain()
         scored = self._score(sample, replies, challenge)
         weights: tuple[tuple[int, int], ...] = ()
         weights_block = 0
         self.state = replace(self.state, round=self.state.round + 1)
         if self._clock() >= self._next_weights_at:
             weights, weights_block = await self._set_weights(view)
-        self._state_file.save(self.state)
         summary = RoundSummary(
             netuid=self.netuid,
             round=self.state.round,
@@ -171,11 +187,41 @@ class ValidatorService:
             weights_block=weights_block,
             validator_hotkey=self.hotkey,
         )
+        self._tail = asyncio.create_task(self._persist(self.state, summary), name="validator-round-tail")
+        return summary
+
+    async def drain(self) -> None:
+        """Wait until the last round's state is on disk and its report published (see the module doc);
+        raises what saving the state raised."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            await tail
+
+    async def _persist(self, state: ValidatorState, summary: RoundSummary) -> None:
+        # The fsyncs run in a worker thread so that the event loop goes on with the next round.
+        await asyncio.to_thread(self._state_file.save, state)
         try:
             await self._sender.publish_report(summary)
         except Exception as error:
             _log.warning("publishing the report of round %d failed: %s", summary.round, error)
-        return summary
+
+    async def _fan_out(
+        self, sample: list[NeuronView], challenge: Challenge, *, trace: TraceContext
+    ) -> list[tuple[str, Reply]]:
+        """Query every sampled miner concurrently, ``send_wave`` at a time (see the module doc)."""
+        queries: list[asyncio.Task[tuple[str, Reply]]] = []
+        try:
+            for first in range(0, len(sample), self._send_wave):
+                wave = sample[first : first + self._send_wave]
+                queries.extend(asyncio.create_task(self._query(n, challenge, trace=trace)) for n in wave)
+                # One turn of the event loop: this wave's tasks sign and publish, the NATS client's
+                # flusher sends them, then the next wave is started.
+                await asyncio.sleep(0)
+            return list(await asyncio.gather(*queries))
+        except BaseException:
+            for query in queries:
+                query.cancel()
+            raise
 
     async def _query(
         self, neuron: NeuronView, challenge: Challenge, *, trace: TraceContext
@@ -264,6 +310,12 @@ class ValidatorService:
         """Run rounds every ``round_interval_s`` seconds until ``stop`` is set (after a whole round) or
         the task is cancelled; round errors are logged, not fatal."""
         stop = stop or asyncio.Event()
+        try:
+            await self._rounds(round_interval_s, stop)
+        finally:
+            await self.drain()
+
+    async def _rounds(self, round_interval_s: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
             started = self._clock()
             try:

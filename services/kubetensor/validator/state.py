@@ -1,6 +1,7 @@
 """``StateFile``: the validator's moving averages and counters on disk, so a restart resumes them.
 
-Called by ``ValidatorService`` after every round (``save``) and by ``__main__`` at start (``load``).
+Called by ``ValidatorService`` after every round (``save``, in a worker thread) and by ``__main__`` at
+start (``load``).
 The file is JSON, replaced atomically (write a sibling, fsync, rename), so a crash at any instant
 leaves either the previous round's state or this one's, never half of one::
 
@@ -93,8 +94,10 @@ class StateFile:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
+        # json.dumps, not json.dump: dump streams through the pure-Python encoder, 4x slower.
+        text = json.dumps(document, sort_keys=True)
         with partial.open("w") as file:
-            json.dump(document, file, sort_keys=True)
+            file.write(text)
             file.flush()
             os.fsync(file.fileno())
         partial.replace(self.path)
