@@ -8,7 +8,8 @@ runs the N responders, so requester and responders do not share an event loop:
 
 * ``kubetensor``: N real miners (``MinerService`` + ``TaskSubscriber``, permits from a ``PermitCache``,
   replay guard, signed answers) on a trivial in-process echo engine that answers the addition prompt
-  at once (no vLLM: the engine is not what is measured);
+  at once (no vLLM: the engine is not what is measured); being one process, they share one
+  ``VerifiedSignatures``, so a round's envelope is verified once, as a multi-hotkey miner process does;
 * ``raw``: N nats.py subscriptions that answer every request with its own payload.
 
 In the parent, three timings per size, each a list of rounds:
@@ -18,16 +19,17 @@ In the parent, three timings per size, each a list of rounds:
   scored, moving averages updated; the round's tail (state file saved with fsync, then the signed round
   report published) runs in the background and overlaps the next round's fan-out, which waits for it
   before it updates the averages, so back-to-back rounds still pay for it where it does not overlap;
-* ``kubetensor_fanout``: only the N concurrent ``MinerTaskClient.send`` calls (sign, request, verify),
-  all started at once (the round starts them in waves of ``send_wave``, see ``ValidatorService``);
+* ``kubetensor_fanout``: one ``MinerTaskClient.seal`` of N tasks (one signature) and the N concurrent
+  ``send`` calls (request, verify), all started at once (the round starts them in waves of
+  ``send_wave``, see ``ValidatorService``);
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
 
 The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of the requester and of
 the responder process (``cpu_ms_per_round``: where the time goes, and whether the two overlap), and
 the ratios to raw nats.py. It also measures, in the same run, what one ed25519 signature and one
-verification cost on the real task and response bytes (``ed25519``) and so the signature work per round
-that no transport can remove (``crypto_floor_ms``: each side signs and verifies once per miner; the bench
-runs all miners in one process, so the responder side does all of it on one core). Bittensor's
+verification cost on the real envelope bytes (``ed25519``) and so the signature work per round that no
+transport can remove (``crypto_floor_ms``: the validator signs one envelope and verifies N responses;
+the responder process verifies the envelope once and signs N responses, on one core). Bittensor's
 dendrite/axon baseline needs ``bittensor==10.5.0`` in a separate environment: run
 ``tests/bench/dendrite_baseline.py`` there first and pass its JSON with ``--dendrite FILE``; its numbers
 and the ratios dendrite / kubetensor are then merged in (``dendrite``), otherwise the JSON says it was
@@ -59,7 +61,7 @@ except ModuleNotFoundError:  # run from a checkout without the package installed
 
 import nats
 import psutil
-from kubetensor.core import bus, keys, signing, subjects
+from kubetensor.core import bus, keys, subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.metagraphview import MetagraphView, NeuronView
 from kubetensor.core.tracecontext import TraceContext
@@ -71,7 +73,7 @@ from kubetensor.models import task
 from kubetensor.validator.rounds import OutgoingTask
 from kubetensor.validator.service import ValidatorService
 from kubetensor.validator.state import StateFile
-from kubetensor.validator.taskclient import MinerTaskClient, task_to_proto
+from kubetensor.validator.taskclient import MinerTaskClient, seal_round
 from kubetensor.validator.tasks import default_registry
 
 DEFAULT_SIZES = (16, 64)
@@ -127,6 +129,7 @@ async def serve(mode: str, *, count: int, nats_url: str) -> None:
     subscribers: list[TaskSubscriber] = []
     if mode == "kt":
         view = metagraph(count)
+        signatures = keys.VerifiedSignatures()
 
         async def fetch() -> MetagraphView:
             return view
@@ -135,7 +138,12 @@ async def serve(mode: str, *, count: int, nats_url: str) -> None:
             permits = PermitCache(fetch, netuid=NETUID, refresh_seconds=3600)
             await permits.refresh()
             service = MinerService(
-                keypair=key, netuid=NETUID, engine=EchoEngine(), permits=permits, max_concurrency=64
+                keypair=key,
+                netuid=NETUID,
+                engine=EchoEngine(),
+                permits=permits,
+                max_concurrency=64,
+                signatures=signatures,
             )
             subscriber = TaskSubscriber(nc, service)
             await subscriber.start()
@@ -224,23 +232,28 @@ async def timed(
     return times
 
 
-def ed25519_costs(operations: int = 2000) -> dict[str, float]:
-    """Median microseconds of one signature and one verification, on a real task's signed bytes."""
-    task = task_to_proto(
+def sample_tasks(count: int) -> list[OutgoingTask]:
+    """One round's tasks for ``count`` miners, as the validator builds them."""
+    deadline = time.time_ns() // 1_000_000 + 5_000
+    return [
         OutgoingTask(
             task_id="x" * 32,
             netuid=NETUID,
             task_type="addition",
             prompt="47+85=",
             max_tokens=6,
-            miner_hotkey=miner_keys(1)[0].hotkey,
-            nonce=time.time_ns(),
-            deadline_unix_ms=time.time_ns() // 1_000_000,
-        ),
-        keypair=VALIDATOR,
-    )
-    payload = signing.payload(task)
-    signature = VALIDATOR.sign(subjects.TASK_DOMAIN, payload)
+            miner_hotkey=key.hotkey,
+            nonce=time.time_ns() + i,
+            deadline_unix_ms=deadline,
+        )
+        for i, key in enumerate(miner_keys(count))
+    ]
+
+
+def ed25519_costs(operations: int = 2000) -> dict[str, float]:
+    """Median microseconds of one signature and one verification, on a real round envelope's bytes."""
+    payload = seal_round(sample_tasks(64), keypair=VALIDATOR)[0].envelope
+    signature = VALIDATOR.sign(subjects.ROUND_ENVELOPE_DOMAIN, payload)
 
     def per_call(call: Callable[[], object]) -> float:
         samples = []
@@ -252,9 +265,9 @@ def ed25519_costs(operations: int = 2000) -> dict[str, float]:
         return statistics.median(samples)
 
     return {
-        "sign_us": per_call(lambda: VALIDATOR.sign(subjects.TASK_DOMAIN, payload)),
+        "sign_us": per_call(lambda: VALIDATOR.sign(subjects.ROUND_ENVELOPE_DOMAIN, payload)),
         "verify_us": per_call(
-            lambda: keys.verify(VALIDATOR.public_key, subjects.TASK_DOMAIN, payload, signature)
+            lambda: keys.verify(VALIDATOR.public_key, subjects.ROUND_ENVELOPE_DOMAIN, payload, signature)
         ),
         "library": "PyNaCl (libsodium)",
     }
@@ -315,24 +328,23 @@ async def measure(
 
             async def one_fanout() -> None:
                 deadline = time.time_ns() // 1_000_000 + 5_000
-                replies = await asyncio.gather(
-                    *(
-                        sender.send(
-                            OutgoingTask(
-                                task_id=f"t{next(nonces)}-{i}",
-                                netuid=NETUID,
-                                task_type="addition",
-                                prompt="47+85=",
-                                max_tokens=6,
-                                miner_hotkey=key.hotkey,
-                                nonce=next(nonces),
-                                deadline_unix_ms=deadline,
-                            ),
-                            timeout_s=5.0,
-                            trace=TraceContext.start(),
+                sealed = sender.seal(
+                    [
+                        OutgoingTask(
+                            task_id=f"t{next(nonces)}-{i}",
+                            netuid=NETUID,
+                            task_type="addition",
+                            prompt="47+85=",
+                            max_tokens=6,
+                            miner_hotkey=key.hotkey,
+                            nonce=next(nonces),
+                            deadline_unix_ms=deadline,
                         )
                         for i, key in enumerate(keys)
-                    )
+                    ]
+                )
+                replies = await asyncio.gather(
+                    *(sender.send(task, timeout_s=5.0, trace=TraceContext.start()) for task in sealed)
                 )
                 failures.extend(r.outcome.value for r in replies if r.outcome.value != "ok")
 
@@ -342,19 +354,7 @@ async def measure(
 
         raw = Responders("raw", count=count, nats_url=nats_url)
         try:
-            sample_task = task_to_proto(
-                OutgoingTask(
-                    task_id="x" * 32,
-                    netuid=NETUID,
-                    task_type="addition",
-                    prompt="47+85=",
-                    max_tokens=6,
-                    miner_hotkey=keys[0].hotkey,
-                    nonce=time.time_ns(),
-                    deadline_unix_ms=time.time_ns() // 1_000_000,
-                ),
-                keypair=VALIDATOR,
-            ).SerializeToString()
+            sample_task = seal_round(sample_tasks(count), keypair=VALIDATOR)[0].SerializeToString()
             subjects_ = [subjects.miner_tasks(NETUID, key.hotkey) for key in keys]
 
             async def one_raw() -> None:
@@ -378,8 +378,11 @@ async def measure(
     for name in ("kubetensor_round", "kubetensor_fanout"):
         result[f"{name}_vs_raw_p50"] = result[name]["p50_ms"] / result["raw_nats"]["p50_ms"]
         result[f"{name}_vs_raw_p99"] = result[name]["p99_ms"] / result["raw_nats"]["p99_ms"]
-    floor = count * (signature_costs["sign_us"] + signature_costs["verify_us"]) / 1000
-    result["crypto_floor_ms"] = {"validator": floor, "responders": floor}
+    # The validator signs one envelope and verifies every response; the responder process verifies the
+    # envelope once and signs every response.
+    floor = (signature_costs["sign_us"] + count * signature_costs["verify_us"]) / 1000
+    responders_floor = (signature_costs["verify_us"] + count * signature_costs["sign_us"]) / 1000
+    result["crypto_floor_ms"] = {"validator": floor, "responders": responders_floor}
     result["crypto_floor_vs_raw_p50"] = floor / result["raw_nats"]["p50_ms"]
     return result
 
@@ -476,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = case["kubetensor_fanout"]["cpu_ms_per_round"]
         print(
             f"    fan-out CPU per round (ms): requester {cpu['requester']:.2f} responders "
-            f"{cpu['responders']:.2f} | ed25519 floor per side {case['crypto_floor_ms']['validator']:.2f} "
+            f"{cpu['responders']:.2f} | ed25519 floor validator {case['crypto_floor_ms']['validator']:.2f} "
             f"({case['crypto_floor_vs_raw_p50']:.1f}x raw p50)"
         )
     return 0

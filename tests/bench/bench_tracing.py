@@ -234,7 +234,8 @@ async def measure(
                 deadline_unix_ms=time.time_ns() // 1_000_000 + 5_000,
             )
             started = time.perf_counter()
-            reply = await sender.send(outgoing, timeout_s=5.0, trace=TraceContext.start())
+            [sealed] = sender.seal([outgoing])
+            reply = await sender.send(sealed, timeout_s=5.0, trace=TraceContext.start())
             elapsed = (time.perf_counter() - started) * 1000
             if reply.outcome is not Outcome.OK:
                 failures.append(f"{mode}: {reply.outcome.value} {reply.detail}")

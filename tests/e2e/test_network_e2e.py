@@ -75,12 +75,13 @@ def outcome_of(report: RoundSummary, hotkey: str) -> tuple[Outcome, float] | Non
 async def forger(msg: nats.aio.msg.Msg) -> None:
     """Answers the right task id with a response signed by a key that is not the miner's."""
     task = task_pb2.Task.FromString(msg.data)
+    leaf = task_pb2.TaskLeaf.FromString(task.leaf)
     response = task_pb2.TaskResponse(
-        task_id=task.task_id,
-        miner_hotkey=task.miner_hotkey,
+        task_id=leaf.task_id,
+        miner_hotkey=leaf.miner_hotkey,
         completion="1",
         status=task_pb2.TASK_STATUS_OK,
-        validator_hotkey=task.validator_hotkey,
+        validator_hotkey=task_pb2.RoundEnvelope.FromString(task.envelope).validator_hotkey,
     )
     signing.sign(response, Keypair.generate(), domain=subjects.TASK_RESPONSE_DOMAIN)
     await msg.respond(response.SerializeToString())

@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -34,10 +34,10 @@ from kubetensor.miner.subscriber import TaskSubscriber
 from kubetensor.sandbox.natsserver import NatsServer
 from kubetensor.v1 import miner_pb2, miner_pb2_grpc, task_pb2
 from kubetensor.validator.consensus import ConsensusAdapter
-from kubetensor.validator.rounds import Outcome, OutgoingTask
+from kubetensor.validator.rounds import Outcome, OutgoingTask, SealedTask
 from kubetensor.validator.service import ValidatorService
 from kubetensor.validator.state import StateFile
-from kubetensor.validator.taskclient import MinerTaskClient, decode_report, task_to_proto
+from kubetensor.validator.taskclient import MinerTaskClient, decode_report, seal_round, task_to_proto
 from kubetensor.validator.tasks import default_registry
 
 from tests.network_support import TAO, FakeEngine, eventually, keypair
@@ -159,10 +159,16 @@ def outgoing(miner: Keypair, *, nonce: int, prompt: str = "47+85=", timeout_s: f
     )
 
 
-async def raw_request(nc: nats.aio.client.Client, task: task_pb2.Task) -> task_pb2.TaskResponse:
-    msg = await nc.request(
-        subjects.miner_tasks(NETUID, task.miner_hotkey), task.SerializeToString(), timeout=5
-    )
+def sealed(sender: MinerTaskClient, task: OutgoingTask) -> SealedTask:
+    """``task`` as a round of one."""
+    [one] = sender.seal([task])
+    return one
+
+
+async def raw_request(
+    nc: nats.aio.client.Client, task: task_pb2.Task, *, to: Keypair = MINERS[0]
+) -> task_pb2.TaskResponse:
+    msg = await nc.request(subjects.miner_tasks(NETUID, to.hotkey), task.SerializeToString(), timeout=5)
     return task_pb2.TaskResponse.FromString(msg.data)
 
 
@@ -175,7 +181,7 @@ async def test_miner_answers_a_permitted_validator_and_continues_its_trace(
     async with RunningMiner(subnet, MINERS[0], engine):
         sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
         trace = TraceContext.start()
-        reply = await sender.send(outgoing(MINERS[0], nonce=1), timeout_s=5, trace=trace)
+        reply = await sender.send(sealed(sender, outgoing(MINERS[0], nonce=1)), timeout_s=5, trace=trace)
     assert reply.outcome is Outcome.OK, reply.detail
     assert reply.completion == "231"
     # The engine saw the miner's span in the validator's trace, and the reply carries the same trace.
@@ -191,8 +197,9 @@ async def test_miner_refuses_a_validator_without_permit(
     subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
 ) -> None:
     async with RunningMiner(subnet, MINERS[0], engine):
-        reply = await MinerTaskClient(client_nc, keypair=UNPERMITTED).send(
-            outgoing(MINERS[0], nonce=1), timeout_s=5, trace=TraceContext.start()
+        sender = MinerTaskClient(client_nc, keypair=UNPERMITTED)
+        reply = await sender.send(
+            sealed(sender, outgoing(MINERS[0], nonce=1)), timeout_s=5, trace=TraceContext.start()
         )
     assert reply.outcome is Outcome.REFUSED
     assert "no validator permit" in reply.detail
@@ -216,24 +223,34 @@ async def test_miner_refuses_a_forged_or_misaddressed_task(
     subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
 ) -> None:
     forged = task_to_proto(outgoing(MINERS[0], nonce=5), keypair=VALIDATOR)
-    forged.prompt = "1+1="  # changed after signing
+    envelope = task_pb2.RoundEnvelope.FromString(forged.envelope)
+    envelope.prompt = "1+1="  # changed after signing
+    forged.envelope = envelope.SerializeToString()
     # Signed by an outsider but claiming to come from the permitted validator.
     impostor = task_to_proto(outgoing(MINERS[0], nonce=6), keypair=UNPERMITTED)
-    impostor.validator_hotkey = VALIDATOR.hotkey
-    other_subnet = task_pb2.Task()
-    other_subnet.CopyFrom(task_to_proto(outgoing(MINERS[0], nonce=7), keypair=VALIDATOR))
-    other_subnet.netuid = NETUID + 1
-    other_subnet.ClearField("signature")
-    signing.sign(other_subnet, VALIDATOR, domain=subjects.TASK_DOMAIN)
+    envelope = task_pb2.RoundEnvelope.FromString(impostor.envelope)
+    envelope.validator_hotkey = VALIDATOR.hotkey
+    impostor.envelope = envelope.SerializeToString()
+    other_subnet = task_to_proto(replace(outgoing(MINERS[0], nonce=7), netuid=NETUID + 1), keypair=VALIDATOR)
+    # A round for two miners: the other miner's task sent here, and this miner's leaf with a bad proof.
+    for_other, mine = seal_round(
+        [outgoing(MINERS[1], nonce=8), outgoing(MINERS[0], nonce=9)], keypair=VALIDATOR
+    )
+    mine.proof[0] = bytes(32)
     async with RunningMiner(subnet, MINERS[0], engine):
-        answers = [await raw_request(client_nc, task) for task in (forged, impostor, other_subnet)]
+        answers = [
+            await raw_request(client_nc, task) for task in (forged, impostor, other_subnet, for_other, mine)
+        ]
         garbage = await client_nc.request(
             subjects.miner_tasks(NETUID, MINERS[0].hotkey), b"\xff\x00", timeout=5
         )
-    assert [a.status for a in answers] == [task_pb2.TASK_STATUS_REFUSED] * 3
-    assert "signature" in answers[0].error
-    assert "signature" in answers[1].error
-    assert "netuid" in answers[2].error
+    assert [a.status for a in answers] == [task_pb2.TASK_STATUS_REFUSED] * 5
+    assert answers[0].error.startswith("signature")
+    assert answers[1].error.startswith("signature")
+    assert answers[2].error.startswith("netuid")
+    assert answers[3].error.startswith("miner_hotkey")
+    assert answers[4].error.startswith("proof")
+    assert [a.task_id for a in answers[3:]] == ["task-8", "task-9"]
     assert task_pb2.TaskResponse.FromString(garbage.data).status == task_pb2.TASK_STATUS_REFUSED
     assert engine.requests == 0
     # Every answer, refusals included, is signed by the miner.
@@ -245,8 +262,11 @@ async def test_miner_refuses_an_expired_task(
     subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
 ) -> None:
     async with RunningMiner(subnet, MINERS[0], engine):
-        reply = await MinerTaskClient(client_nc, keypair=VALIDATOR).send(
-            outgoing(MINERS[0], nonce=1, timeout_s=-1), timeout_s=5, trace=TraceContext.start()
+        sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+        reply = await sender.send(
+            sealed(sender, outgoing(MINERS[0], nonce=1, timeout_s=-1)),
+            timeout_s=5,
+            trace=TraceContext.start(),
         )
     assert reply.outcome is Outcome.EXPIRED
     assert engine.requests == 0
@@ -259,10 +279,16 @@ async def test_full_miner_answers_busy_instead_of_queueing(
     async with RunningMiner(subnet, MINERS[0], engine, max_concurrency=1) as miner:
         sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
         hanging = asyncio.create_task(
-            sender.send(outgoing(MINERS[0], nonce=1, timeout_s=2), timeout_s=2, trace=TraceContext.start())
+            sender.send(
+                sealed(sender, outgoing(MINERS[0], nonce=1, timeout_s=2)),
+                timeout_s=2,
+                trace=TraceContext.start(),
+            )
         )
         await eventually(lambda: engine.requests == 1, what="the first task to reach the engine")
-        second = await sender.send(outgoing(MINERS[0], nonce=2), timeout_s=2, trace=TraceContext.start())
+        second = await sender.send(
+            sealed(sender, outgoing(MINERS[0], nonce=2)), timeout_s=2, trace=TraceContext.start()
+        )
         # The gRPC path shares the slots: a direct call hears UNAVAILABLE at once.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{miner.port}") as channel:
             stub = miner_pb2_grpc.MinerServiceStub(channel)
@@ -302,15 +328,16 @@ async def test_generate_streams_chunks_and_health_serves(subnet: Subnet, engine:
 async def bad_signature_responder(msg: nats.aio.msg.Msg) -> None:
     """Answers like a miner, but signs with a key that is not the miner's."""
     task = task_pb2.Task.FromString(msg.data)
+    leaf = task_pb2.TaskLeaf.FromString(task.leaf)
     response = task_pb2.TaskResponse(
-        task_id=task.task_id,
-        miner_hotkey=task.miner_hotkey,
+        task_id=leaf.task_id,
+        miner_hotkey=leaf.miner_hotkey,
         completion="231",
         status=task_pb2.TASK_STATUS_OK,
-        validator_hotkey=task.validator_hotkey,
+        validator_hotkey=task_pb2.RoundEnvelope.FromString(task.envelope).validator_hotkey,
     )
     signing.sign(response, keypair(250), domain=subjects.TASK_RESPONSE_DOMAIN)
-    response.signature.public_key = bytes.fromhex(task.miner_hotkey)
+    response.signature.public_key = bytes.fromhex(leaf.miner_hotkey)
     await msg.respond(response.SerializeToString())
 
 

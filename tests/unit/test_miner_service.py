@@ -8,7 +8,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from kubetensor.core.keys import Keypair
+from kubetensor.core import keys, subjects
+from kubetensor.core.keys import Keypair, VerifiedSignatures
 from kubetensor.core.metagraphview import MetagraphView, NeuronView
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.completions import parse_event
@@ -24,8 +25,9 @@ from kubetensor.miner.permits import PermitCache
 from kubetensor.miner.replay import ReplayGuard
 from kubetensor.miner.service import MinerService
 from kubetensor.miner.subscriber import job_from_proto
+from kubetensor.v1 import task_pb2
 from kubetensor.validator.rounds import OutgoingTask
-from kubetensor.validator.taskclient import task_to_proto
+from kubetensor.validator.taskclient import seal_round, task_to_proto
 
 VALIDATOR = Keypair(b"\x01" * 32)
 MINER = Keypair(b"\x02" * 32)
@@ -68,15 +70,23 @@ class Permits:
             raise NoPermitError(hotkey, netuid=1)
 
 
-def service(engine: Engine | None = None, *, max_concurrency: int = 4, now_ms: int = NOW_MS) -> MinerService:
+def service(
+    engine: Engine | None = None,
+    *,
+    max_concurrency: int = 4,
+    now_ms: int = NOW_MS,
+    keypair: Keypair = MINER,
+    signatures: VerifiedSignatures | None = None,
+) -> MinerService:
     return MinerService(
-        keypair=MINER,
+        keypair=keypair,
         netuid=1,
         engine=engine or Engine(),
         permits=Permits(VALIDATOR.hotkey),
         max_concurrency=max_concurrency,
         max_ahead_ms=60_000,
         now_ms=lambda: now_ms,
+        signatures=signatures,
     )
 
 
@@ -129,6 +139,135 @@ async def test_a_task_signed_by_someone_else_is_refused() -> None:
     answer = await service().answer(forged)
     assert answer.status is Status.REFUSED
     assert "signature" in answer.error
+
+
+def round_of(miners: list[Keypair], *, signer: Keypair = VALIDATOR) -> list[task_pb2.Task]:
+    """One sealed round: a task per miner under one envelope."""
+    return seal_round(
+        [
+            OutgoingTask(
+                task_id=f"t-{i}",
+                netuid=1,
+                task_type="addition",
+                prompt="47+85=",
+                max_tokens=6,
+                miner_hotkey=miner.hotkey,
+                nonce=100 + i,
+                deadline_unix_ms=NOW_MS + 5_000,
+            )
+            for i, miner in enumerate(miners)
+        ],
+        keypair=signer,
+    )
+
+
+async def test_every_miner_of_a_round_answers_its_own_leaf() -> None:
+    wires = round_of([STRANGER, MINER, VALIDATOR])
+    answer = await service().answer(job_from_proto(wires[1], trace=None))
+    assert answer.status is Status.OK
+    assert answer.task_id == "t-1"
+
+
+async def test_a_leaf_addressed_to_another_miner_is_refused() -> None:
+    # A valid envelope, leaf and proof, but for the stranger's task.
+    engine = Engine()
+    answer = await service(engine).answer(job_from_proto(round_of([STRANGER, MINER])[0], trace=None))
+    assert answer.status is Status.REFUSED
+    assert answer.error.startswith("miner_hotkey")
+    assert engine.calls == []
+
+
+async def test_a_leaf_not_under_the_signed_root_is_refused() -> None:
+    # The stranger's leaf rewritten to name this miner (a new nonce), with the stranger's proof.
+    stolen = round_of([STRANGER, MINER])[0]
+    leaf = task_pb2.TaskLeaf.FromString(stolen.leaf)
+    leaf.miner_hotkey, leaf.nonce = MINER.hotkey, 999
+    stolen.leaf = leaf.SerializeToString()
+    engine = Engine()
+    answer = await service(engine).answer(job_from_proto(stolen, trace=None))
+    assert answer.status is Status.REFUSED
+    assert answer.error.startswith("proof")
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize("damage", ["flip", "drop", "extra"])
+async def test_a_damaged_proof_is_refused(damage: str) -> None:
+    wire = round_of([STRANGER, MINER, VALIDATOR])[1]
+    proof = list(wire.proof)
+    if damage == "flip":
+        proof[0] = bytes([proof[0][0] ^ 1]) + proof[0][1:]
+    elif damage == "drop":
+        proof.pop()
+    else:
+        proof.append(bytes(32))
+    del wire.proof[:]
+    wire.proof.extend(proof)
+    answer = await service().answer(job_from_proto(wire, trace=None))
+    assert answer.status is Status.REFUSED
+    assert answer.error.startswith("proof")
+
+
+async def test_a_changed_envelope_is_refused_as_a_bad_signature() -> None:
+    wire = round_of([MINER])[0]
+    envelope = task_pb2.RoundEnvelope.FromString(wire.envelope)
+    envelope.prompt = "1+1="
+    wire.envelope = envelope.SerializeToString()
+    engine = Engine()
+    answer = await service(engine).answer(job_from_proto(wire, trace=None))
+    assert answer.status is Status.REFUSED
+    assert answer.error.startswith("signature")
+    assert engine.calls == []
+
+
+async def test_miners_sharing_a_process_verify_a_round_envelope_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bytes] = []
+    real = keys.verify
+
+    def counting(public_key: bytes, domain: str, payload: bytes, signature: bytes) -> bool:
+        calls.append(payload)
+        return real(public_key, domain, payload, signature)
+
+    monkeypatch.setattr(keys, "verify", counting)
+    shared = VerifiedSignatures()
+    miners = [MINER, STRANGER]
+    wires = round_of(miners)
+    for miner, wire in zip(miners, wires, strict=True):
+        answer = await service(keypair=miner, signatures=shared).answer(job_from_proto(wire, trace=None))
+        assert answer.status is Status.OK
+    assert len(calls) == 1
+    # A forged signature is verified (and refused) each time it comes: failures are not remembered.
+    forged = round_of(miners)
+    for miner, wire in zip(miners, forged, strict=True):
+        wire.signature.signature = bytes([wire.signature.signature[0] ^ 1]) + wire.signature.signature[1:]
+        answer = await service(keypair=miner, signatures=shared).answer(job_from_proto(wire, trace=None))
+        assert answer.status is Status.REFUSED
+        assert answer.error.startswith("signature")
+    assert len(calls) == 3
+
+
+def test_verified_signatures_remember_only_the_exact_check_that_passed() -> None:
+    cache = VerifiedSignatures(capacity=2)
+    payload = b"round"
+    signature = VALIDATOR.sign(subjects.ROUND_ENVELOPE_DOMAIN, payload)
+    assert cache.verify(VALIDATOR.public_key, subjects.ROUND_ENVELOPE_DOMAIN, payload, signature)
+    assert cache.verify(VALIDATOR.public_key, subjects.ROUND_ENVELOPE_DOMAIN, payload, signature)
+    # A different message, key, domain or signature is not a hit: it is verified, and fails.
+    assert not cache.verify(VALIDATOR.public_key, subjects.ROUND_ENVELOPE_DOMAIN, b"other", signature)
+    assert not cache.verify(STRANGER.public_key, subjects.ROUND_ENVELOPE_DOMAIN, payload, signature)
+    assert not cache.verify(VALIDATOR.public_key, subjects.ROUND_REPORT_DOMAIN, payload, signature)
+    forged = bytes([signature[0] ^ 1]) + signature[1:]
+    assert not cache.verify(VALIDATOR.public_key, subjects.ROUND_ENVELOPE_DOMAIN, payload, forged)
+    assert len(cache) == 1
+
+
+def test_verified_signatures_forget_the_least_recently_used_beyond_capacity() -> None:
+    cache = VerifiedSignatures(capacity=2)
+    signed = [(p, VALIDATOR.sign("D", p)) for p in (b"a", b"b", b"c")]
+    for payload, signature in signed:
+        assert cache.verify(VALIDATOR.public_key, "D", payload, signature)
+    assert len(cache) == 2
+    with pytest.raises(ValueError, match="capacity"):
+        VerifiedSignatures(capacity=0)
 
 
 async def test_a_validator_without_permit_is_refused() -> None:

@@ -1,16 +1,24 @@
-"""The NATS protocol: subjects, trace context, and the signed Task / TaskResponse / RoundReport encodings."""
+"""The NATS protocol: subjects, trace context, and the signed round envelope / Task / TaskResponse /
+RoundReport encodings."""
 
 from __future__ import annotations
 
 import pytest
-from kubetensor.core import keys, signing, subjects
+from google.protobuf.message import DecodeError
+from kubetensor.core import keys, merkle, subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Answer, Status
 from kubetensor.miner.subscriber import job_from_proto, response_to_proto
 from kubetensor.v1 import task_pb2
 from kubetensor.validator.rounds import Outcome, OutgoingTask, RoundSummary, ScoredTask
-from kubetensor.validator.taskclient import decode_reply, decode_report, report_to_proto, task_to_proto
+from kubetensor.validator.taskclient import (
+    decode_reply,
+    decode_report,
+    report_to_proto,
+    seal_round,
+    task_to_proto,
+)
 
 VALIDATOR = Keypair(b"\x01" * 32)
 MINER = Keypair(b"\x02" * 32)
@@ -117,20 +125,64 @@ def test_a_later_traceparent_version_is_read_by_its_first_four_fields() -> None:
     assert context.span_id == "00f067aa0ba902b7"
 
 
-def test_a_signed_task_arrives_as_a_job_whose_signature_verifies() -> None:
-    wire = task_pb2.Task.FromString(task_to_proto(outgoing(), keypair=VALIDATOR).SerializeToString())
-    job = job_from_proto(wire, trace=None)
-    assert job.validator_hotkey == VALIDATOR.hotkey
-    assert job.signed.public_key == VALIDATOR.public_key
-    assert job.prompt == "47+85="
-    assert job.nonce == 42
-    assert keys.verify(VALIDATOR.public_key, subjects.TASK_DOMAIN, job.signed.payload, job.signed.signature)
-    # The signature covers the content: a changed prompt no longer verifies.
-    wire.prompt = "1+1="
-    tampered = job_from_proto(wire, trace=None)
+def test_a_sealed_round_arrives_as_jobs_under_one_signed_envelope() -> None:
+    miners = [MINER, OTHER, VALIDATOR]
+    tasks = [outgoing(task_id=f"t-{i}", miner_hotkey=m.hotkey, nonce=40 + i) for i, m in enumerate(miners)]
+    wires = [task_pb2.Task.FromString(t.SerializeToString()) for t in seal_round(tasks, keypair=VALIDATOR)]
+    jobs = [job_from_proto(wire, trace=None) for wire in wires]
+    # One envelope, one signature, for the whole round; each job keeps its own leaf's fields.
+    assert len({job.signed.payload for job in jobs}) == 1
+    assert len({job.signed.signature for job in jobs}) == 1
+    assert [(job.task_id, job.miner_hotkey, job.nonce) for job in jobs] == [
+        (t.task_id, t.miner_hotkey, t.nonce) for t in tasks
+    ]
+    envelope = task_pb2.RoundEnvelope.FromString(jobs[0].signed.payload)
+    assert envelope.leaf_count == 3
+    assert len(envelope.round_id) == 16
+    for job in jobs:
+        assert job.validator_hotkey == VALIDATOR.hotkey
+        assert job.signed.public_key == VALIDATOR.public_key
+        assert (job.prompt, job.max_tokens, job.deadline_unix_ms) == ("47+85=", 6, 1_900_000_000_000)
+        assert keys.verify(
+            VALIDATOR.public_key, subjects.ROUND_ENVELOPE_DOMAIN, job.signed.payload, job.signed.signature
+        )
+        assert merkle.verify(job.leaves_root, job.leaf, job.proof)
+    # The signature covers the round's content: a changed prompt no longer verifies.
+    changed = task_pb2.RoundEnvelope.FromString(wires[0].envelope)
+    changed.prompt = "1+1="
     assert not keys.verify(
-        VALIDATOR.public_key, subjects.TASK_DOMAIN, tampered.signed.payload, tampered.signed.signature
+        VALIDATOR.public_key,
+        subjects.ROUND_ENVELOPE_DOMAIN,
+        changed.SerializeToString(deterministic=True),
+        wires[0].signature.signature,
     )
+
+
+def test_each_round_gets_a_fresh_round_id() -> None:
+    first = seal_round([outgoing()], keypair=VALIDATOR)[0]
+    second = seal_round([outgoing()], keypair=VALIDATOR)[0]
+    assert first.envelope != second.envelope
+
+
+@pytest.mark.parametrize("field", ["netuid", "task_type", "prompt", "max_tokens", "deadline_unix_ms"])
+def test_a_round_refuses_tasks_that_do_not_share_its_fields(field: str) -> None:
+    differing = {"netuid": 2, "task_type": "echo", "prompt": "1+1=", "max_tokens": 7, "deadline_unix_ms": 1}
+    tasks = [outgoing(), outgoing(task_id="t-2", nonce=43, **{field: differing[field]})]
+    with pytest.raises(ValueError, match=field):
+        seal_round(tasks, keypair=VALIDATOR)
+
+
+def test_an_empty_round_cannot_be_sealed() -> None:
+    with pytest.raises(ValueError, match="at least one task"):
+        seal_round([], keypair=VALIDATOR)
+
+
+@pytest.mark.parametrize("part", ["envelope", "leaf"])
+def test_a_task_whose_envelope_or_leaf_is_not_a_message_does_not_decode(part: str) -> None:
+    wire = task_to_proto(outgoing(), keypair=VALIDATOR)
+    setattr(wire, part, b"\xff\xff")
+    with pytest.raises(DecodeError):
+        job_from_proto(wire, trace=None)
 
 
 def test_a_signed_response_decodes_as_ok() -> None:
@@ -257,8 +309,10 @@ def test_a_round_report_that_does_not_verify_is_dropped() -> None:
 
 def test_signing_domains_differ_per_message_kind() -> None:
     task = task_to_proto(outgoing(), keypair=VALIDATOR)
-    payload = signing.payload(task)
-    assert keys.verify(VALIDATOR.public_key, subjects.TASK_DOMAIN, payload, task.signature.signature)
+    payload = task.envelope
+    assert keys.verify(
+        VALIDATOR.public_key, subjects.ROUND_ENVELOPE_DOMAIN, payload, task.signature.signature
+    )
     assert not keys.verify(
         VALIDATOR.public_key, subjects.ROUND_REPORT_DOMAIN, payload, task.signature.signature
     )

@@ -31,15 +31,16 @@ def test_generated_code_is_not_stale(tmp_path: Path) -> None:
 def test_messages_round_trip() -> None:
     from kubetensor.v1 import common_pb2, task_pb2
 
+    envelope = task_pb2.RoundEnvelope(
+        round_id=b"\x03" * 16, netuid=1, task_type="addition", prompt="47+85=", max_tokens=5, leaf_count=1
+    )
     original = task_pb2.Task(
-        task_id="t-1",
-        netuid=1,
-        task_type="addition",
-        prompt="47+85=",
-        max_tokens=5,
-        nonce=7,
+        envelope=envelope.SerializeToString(),
+        leaf=task_pb2.TaskLeaf(task_id="t-1", nonce=7).SerializeToString(),
+        proof=[b"\x04" * 32],
         signature=common_pb2.Signature(public_key=b"\x01" * 32, signature=b"\x02" * 64),
     )
     decoded = task_pb2.Task.FromString(original.SerializeToString())
     assert decoded == original
     assert decoded.signature.public_key == b"\x01" * 32
+    assert task_pb2.RoundEnvelope.FromString(decoded.envelope) == envelope

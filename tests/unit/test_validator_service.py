@@ -20,7 +20,7 @@ from kubetensor.validator.errors import (
     StateMismatchError,
     WeightsRefusedError,
 )
-from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary
+from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, SealedTask
 from kubetensor.validator.scoring import MovingAverages
 from kubetensor.validator.service import ValidatorService
 from kubetensor.validator.state import StateFile, ValidatorState
@@ -79,9 +79,15 @@ class Sender:
     def __init__(self, behaviour: dict[str, str | Outcome]) -> None:
         self.behaviour = behaviour
         self.sent: list[OutgoingTask] = []
+        self.sealed: list[list[OutgoingTask]] = []
         self.reports: list[RoundSummary] = []
 
-    async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+    def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]:
+        self.sealed.append(list(tasks))
+        return [SealedTask(task, b"") for task in tasks]
+
+    async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+        task = sealed.task
         self.sent.append(task)
         what = self.behaviour.get(task.miner_hotkey, Outcome.NO_RESPONDERS)
         if isinstance(what, Outcome):
@@ -130,6 +136,10 @@ async def test_a_round_queries_every_miner_but_not_the_validators(tmp_path: Path
     assert len({task.nonce for task in sender.sent}) == len(MINERS)
     assert len({task.task_id for task in sender.sent}) == len(MINERS)
     assert {task.prompt for task in sender.sent} == {sender.sent[0].prompt}  # one challenge per round
+    # The whole round is sealed once, before anything is sent, with one deadline.
+    assert len(sender.sealed) == 1
+    assert sorted(sender.sealed[0], key=lambda t: t.nonce) == sorted(sender.sent, key=lambda t: t.nonce)
+    assert len({task.deadline_unix_ms for task in sender.sent}) == 1
     assert all(s.outcome is Outcome.OK and s.correctness == 1.0 for s in summary.scores)
     await service.drain()
     assert sender.reports == [summary]
@@ -151,7 +161,8 @@ class FlushingSender(Sender):
         super().__init__(behaviour)
         self.started_at_first_flush: int | None = None
 
-    async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+    async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+        task = sealed.task
         if not self.sent:
             asyncio.get_running_loop().call_soon(self._flush)
         self.sent.append(task)

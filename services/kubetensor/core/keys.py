@@ -2,7 +2,7 @@
 
 Every message that moves stake, weights or money is signed. What is signed is never the raw wire
 bytes of a message but ``signing_bytes(domain, payload)``: a fixed prefix, the message's domain
-(``"SetWeights"``, ``"Task"``, ...) and its deterministic serialization with the signature field
+(``"SetWeights"``, ``"RoundEnvelope"``, ...) and its deterministic serialization with the signature field
 cleared. The domain stops a signature made for one kind of message from being replayed as another;
 nonces (checked by each service) stop it from being replayed as the same kind.
 """
@@ -88,3 +88,38 @@ def parse_hotkey(hotkey: str) -> bytes:
             f"hotkey must be a 32-byte ed25519 public key (64 hex characters), got {len(raw)} bytes"
         )
     return raw
+
+
+class VerifiedSignatures:
+    """``verify`` with a bounded memory of the verifications that succeeded (least recently used out).
+
+    A miner process that serves several hotkeys receives the same signed round envelope once per hotkey;
+    verifying it once is enough. Verification is a pure function of (public key, domain, payload,
+    signature), and the memory is keyed by all four, byte for byte, so a hit is exactly a repeat of a
+    check that passed. Failures are never remembered: a bad signature is verified (and refused) again.
+    One event loop's use; not thread-safe.
+    """
+
+    def __init__(self, *, capacity: int = 256) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity: expected at least 1, got {capacity}")
+        self._capacity = capacity
+        self._passed: dict[tuple[bytes, str, bytes, bytes], None] = {}
+
+    def __len__(self) -> int:
+        return len(self._passed)
+
+    def verify(self, public_key: bytes, domain: str, payload: bytes, signature: bytes) -> bool:
+        """What ``kubetensor.core.keys.verify`` says, from memory when this exact check passed before."""
+        key = (public_key, domain, payload, signature)
+        if key in self._passed:
+            # Move to the end: the most recently used goes out last.
+            del self._passed[key]
+            self._passed[key] = None
+            return True
+        if not verify(public_key, domain, payload, signature):
+            return False
+        self._passed[key] = None
+        if len(self._passed) > self._capacity:
+            del self._passed[next(iter(self._passed))]
+        return True

@@ -36,8 +36,9 @@ TRACESTATE = "tracestate"
 MESSAGE_TYPE = "Kt-Message"
 """Header: full protobuf name of the body's message type."""
 
-TASK_DOMAIN = "Task"
-"""Signing domain of ``Task`` (signed by the validator's hotkey)."""
+ROUND_ENVELOPE_DOMAIN = "RoundEnvelope"
+"""Signing domain of ``RoundEnvelope`` (signed once per round by the validator's hotkey; each ``Task``
+carries it with the miner's Merkle leaf and proof)."""
 TASK_RESPONSE_DOMAIN = "TaskResponse"
 """Signing domain of ``TaskResponse`` (signed by the miner's hotkey)."""
 ROUND_REPORT_DOMAIN = "RoundReport"

@@ -9,7 +9,8 @@ Hierarchy (category and task status in brackets)::
     MinerError                                      base of everything below
     ├── TaskRefusedError       [PermissionDenied, REFUSED]  the task is not one this miner may answer
     │   ├── MisaddressedTaskError   not for this miner's hotkey or subnet (names the field)
-    │   ├── BadTaskSignatureError   the signature is not the named validator's over the task
+    │   ├── BadTaskSignatureError   the signature is not the named validator's over the round envelope
+    │   ├── BadTaskProofError       the task's leaf is not under the signed envelope's Merkle root
     │   ├── NoPermitError           the validator holds no validator permit on the subnet
     │   └── ReplayedTaskError       this (validator, nonce) was answered already
     ├── TaskExpiredError       [FailedPrecondition, EXPIRED] the deadline passed, or is too far ahead
@@ -57,7 +58,19 @@ class BadTaskSignatureError(TaskRefusedError):
 
     def __init__(self, validator_hotkey: str) -> None:
         self.validator_hotkey = validator_hotkey
-        super().__init__(f"signature: not a valid Task signature by hotkey {validator_hotkey[:16]}...")
+        super().__init__(
+            f"signature: not a valid RoundEnvelope signature by hotkey {validator_hotkey[:16]}..."
+        )
+
+
+class BadTaskProofError(TaskRefusedError):
+    """The task's leaf (its id, miner hotkey and nonce) is not under the signed envelope's Merkle root."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"proof: task {task_id[:80]}'s leaf does not lead to the signed envelope's leaves_root"
+        )
 
 
 class NoPermitError(TaskRefusedError):

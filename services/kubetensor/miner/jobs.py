@@ -24,7 +24,7 @@ class Status(enum.Enum):
 
 @dataclass(frozen=True)
 class SignedBytes:
-    """A signature and the exact bytes it must cover (the message with its signature cleared)."""
+    """A signature and the exact bytes it must cover."""
 
     public_key: bytes
     signature: bytes
@@ -33,7 +33,12 @@ class SignedBytes:
 
 @dataclass(frozen=True)
 class Job:
-    """One task from a validator, as it arrived (nothing is verified yet)."""
+    """One task from a validator, as it arrived (nothing is verified yet).
+
+    The round's fields come from the signed round envelope (``signed.payload`` is its bytes), the task's
+    own (``task_id``, ``miner_hotkey``, ``nonce``) from its Merkle leaf (``leaf``, the bytes hashed), which
+    ``proof`` must lead to the envelope's ``leaves_root``.
+    """
 
     task_id: str
     netuid: int
@@ -45,6 +50,9 @@ class Job:
     nonce: int
     deadline_unix_ms: int
     signed: SignedBytes
+    leaf: bytes
+    proof: tuple[bytes, ...]
+    leaves_root: bytes
     trace: TraceContext | None = None
     """The miner's own span for this task (a child of the validator's, when it sent one)."""
 

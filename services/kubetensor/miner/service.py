@@ -4,12 +4,17 @@ Called by the NATS edge (``subscriber.TaskSubscriber``: ``answer`` for each task
 response) and the gRPC edge (``servicer.MinerServicer``: ``generate``); composed by ``__main__``.
 
 A task is answered only when, in this order: it names this miner's hotkey and subnet; its signature is
-its validator's over the task; its deadline lies ahead, but not further than ``max_ahead_ms``; the
-validator holds a permit on the subnet (``PermitChecker``); its (validator, nonce) was not seen before
-(``ReplayGuard``); and a generation slot is free. Slots are shared by tasks and direct ``generate``
-calls; when all ``max_concurrency`` are taken the caller hears "busy" at once, nothing queues. A task
-generates greedily (temperature 0) and stops at its deadline. ``answer`` never raises for a refused or
-failed task: the ``Answer`` carries the status and the reason, and the edge signs and sends it.
+its validator's over the round envelope; its leaf's Merkle proof leads to the envelope's root; its
+deadline lies ahead, but not further than ``max_ahead_ms``; the validator holds a permit on the subnet
+(``PermitChecker``); its (validator, nonce) was not seen before (``ReplayGuard``); and a generation slot
+is free. Slots are shared by tasks and direct ``generate`` calls; when all ``max_concurrency`` are taken
+the caller hears "busy" at once, nothing queues. A task generates greedily (temperature 0) and stops at
+its deadline. ``answer`` never raises for a refused or failed task: the ``Answer`` carries the status
+and the reason, and the edge signs and sends it.
+
+A round envelope is the same for every miner of the round, so services that share a process share
+one ``keys.VerifiedSignatures`` (pass it as ``signatures``): the envelope is verified once per process,
+not once per hotkey; a failed verification is never remembered.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Protocol
 
-from kubetensor.core import keys, telemetry
-from kubetensor.core.subjects import TASK_DOMAIN
+from kubetensor.core import keys, merkle, telemetry
+from kubetensor.core.subjects import ROUND_ENVELOPE_DOMAIN
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.errors import (
+    BadTaskProofError,
     BadTaskSignatureError,
     EngineError,
     MinerBusyError,
@@ -75,6 +81,7 @@ class MinerService:
         replay_guard: ReplayGuard | None = None,
         now_ms: Callable[[], int] = _now_ms,
         metrics: MinerMetrics | None = None,
+        signatures: keys.VerifiedSignatures | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency: expected at least 1, got {max_concurrency}")
@@ -86,6 +93,7 @@ class MinerService:
         self._max_ahead_ms = max_ahead_ms
         self._max_tokens_limit = max_tokens_limit
         self._replay = replay_guard or ReplayGuard()
+        self._signatures = signatures if signatures is not None else keys.VerifiedSignatures()
         self._now_ms = now_ms
         self._in_flight = 0
         self.metrics = metrics if metrics is not None else MinerMetrics()
@@ -150,10 +158,12 @@ class MinerService:
             signer = keys.parse_hotkey(job.validator_hotkey)
         except ValueError:
             raise BadTaskSignatureError(job.validator_hotkey) from None
-        if job.signed.public_key != signer or not keys.verify(
-            signer, TASK_DOMAIN, job.signed.payload, job.signed.signature
+        if job.signed.public_key != signer or not self._signatures.verify(
+            signer, ROUND_ENVELOPE_DOMAIN, job.signed.payload, job.signed.signature
         ):
             raise BadTaskSignatureError(job.validator_hotkey)
+        if not merkle.verify(job.leaves_root, job.leaf, job.proof):
+            raise BadTaskProofError(job.task_id)
         now = self._now_ms()
         if not now < job.deadline_unix_ms <= now + self._max_ahead_ms:
             raise TaskExpiredError(

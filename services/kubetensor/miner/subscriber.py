@@ -2,11 +2,11 @@
 
 Composed by ``__main__`` and the tests. It subscribes to ``kt.<netuid>.miner.<hotkey>.task`` in the
 queue group of its hotkey (``kubetensor.core.subjects``) and translates only: wire ``Task`` -> ``Job``
-(with the signed payload, ``kubetensor.core.signing.payload``), ``Answer`` -> ``TaskResponse`` signed by
-the miner's hotkey. Each message is handled in its own task (nats.py runs one subscription's callbacks
-one after another), so slow generations never hold up the next task or a "busy" answer. The reply
-carries the miner's span as ``traceparent``, continuing the validator's trace when it sent one.
-"""
+(the round envelope's fields with its signed bytes, the leaf's fields with the leaf bytes and proof),
+``Answer`` -> ``TaskResponse`` signed by the miner's hotkey. Each message is handled in its own task
+(nats.py runs one subscription's callbacks one after another), so slow generations never hold up the
+next task or a "busy" answer. The reply carries the miner's span as ``traceparent``, continuing the
+validator's trace when it sent one."""
 
 from __future__ import annotations
 
@@ -37,22 +37,30 @@ STATUS_TO_PROTO: dict[Status, int] = {
 
 
 def job_from_proto(task: task_pb2.Task, *, trace: TraceContext | None) -> Job:
-    """The domain job a wire task carries, with the bytes its signature must cover."""
+    """The domain job a wire task carries, with the bytes its signature and proof must cover.
+
+    DecodeError when the envelope or the leaf is not a serialized ``RoundEnvelope``/``TaskLeaf``.
+    """
+    envelope = task_pb2.RoundEnvelope.FromString(task.envelope)
+    leaf = task_pb2.TaskLeaf.FromString(task.leaf)
     return Job(
-        task_id=task.task_id,
-        netuid=task.netuid,
-        task_type=task.task_type,
-        prompt=task.prompt,
-        max_tokens=task.max_tokens,
-        validator_hotkey=task.validator_hotkey,
-        miner_hotkey=task.miner_hotkey,
-        nonce=task.nonce,
-        deadline_unix_ms=task.deadline_unix_ms,
+        task_id=leaf.task_id,
+        netuid=envelope.netuid,
+        task_type=envelope.task_type,
+        prompt=envelope.prompt,
+        max_tokens=envelope.max_tokens,
+        validator_hotkey=envelope.validator_hotkey,
+        miner_hotkey=leaf.miner_hotkey,
+        nonce=leaf.nonce,
+        deadline_unix_ms=envelope.deadline_unix_ms,
         signed=SignedBytes(
             public_key=task.signature.public_key,
             signature=task.signature.signature,
-            payload=signing.payload(task),
+            payload=task.envelope,
         ),
+        leaf=task.leaf,
+        proof=tuple(task.proof),
+        leaves_root=envelope.leaves_root,
         trace=trace,
     )
 
@@ -142,12 +150,15 @@ class TaskSubscriber:
 
     async def _answer(self, msg: Msg, span: TraceContext) -> Answer:
         try:
-            task = task_pb2.Task.FromString(msg.data)
+            job = job_from_proto(task_pb2.Task.FromString(msg.data), trace=span)
         except DecodeError:
-            answer = Answer(task_id="", validator_hotkey="", status=Status.REFUSED, error="task: not a Task")
-        else:
-            answer = await self._service.answer(job_from_proto(task, trace=span))
-        return answer
+            return Answer(
+                task_id="",
+                validator_hotkey="",
+                status=Status.REFUSED,
+                error="task: not a Task with a RoundEnvelope and a TaskLeaf",
+            )
+        return await self._service.answer(job)
 
     async def _reply(self, msg: Msg, answer: Answer, span: TraceContext) -> None:
         response = response_to_proto(answer, service=self._service)

@@ -25,21 +25,25 @@ _sym_db = _symbol_database.Default()
 from kubetensor.v1 import common_pb2 as kubetensor_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kubetensor/v1/task.proto\x12\rkubetensor.v1\x1a\x1akubetensor/v1/common.proto\"\xe4\x01\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06netuid\x18\x02 \x01(\r\x12\x11\n\ttask_type\x18\x03 \x01(\t\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12\x18\n\x10validator_hotkey\x18\x06 \x01(\t\x12\x14\n\x0cminer_hotkey\x18\x07 \x01(\t\x12\r\n\x05nonce\x18\x08 \x01(\x04\x12\x18\n\x10\x64\x65\x61\x64line_unix_ms\x18\t \x01(\x03\x12+\n\tsignature\x18\n \x01(\x0b\x32\x18.kubetensor.v1.Signature\"\xfc\x01\n\x0cTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0cminer_hotkey\x18\x02 \x01(\t\x12\x12\n\ncompletion\x18\x03 \x01(\t\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\x12\x15\n\rgeneration_ms\x18\x05 \x01(\r\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12+\n\tsignature\x18\x07 \x01(\x0b\x32\x18.kubetensor.v1.Signature\x12)\n\x06status\x18\x08 \x01(\x0e\x32\x19.kubetensor.v1.TaskStatus\x12\x18\n\x10validator_hotkey\x18\t \x01(\t\"\x96\x01\n\x05Score\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x0e\n\x06hotkey\x18\x05 \x01(\t\x12\x16\n\x0emoving_average\x18\x06 \x01(\x01\x12\x13\n\x0b\x63orrectness\x18\x07 \x01(\x01\x12\x0f\n\x07outcome\x18\x08 \x01(\t\"\x8b\x02\n\x0bRoundReport\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\x18\n\x10validator_hotkey\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x04\x12\x17\n\x0fstarted_unix_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01\x12$\n\x06scores\x18\x06 \x03(\x0b\x32\x14.kubetensor.v1.Score\x12+\n\x07weights\x18\x07 \x03(\x0b\x32\x1a.kubetensor.v1.WeightEntry\x12\x15\n\rweights_block\x18\x08 \x01(\x04\x12+\n\tsignature\x18\t \x01(\x0b\x32\x18.kubetensor.v1.Signature*\x9d\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_STATUS_OK\x10\x01\x12\x14\n\x10TASK_STATUS_BUSY\x10\x02\x12\x17\n\x13TASK_STATUS_REFUSED\x10\x03\x12\x17\n\x13TASK_STATUS_EXPIRED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kubetensor/v1/task.proto\x12\rkubetensor.v1\x1a\x1akubetensor/v1/common.proto\"\xc5\x01\n\rRoundEnvelope\x12\x10\n\x08round_id\x18\x01 \x01(\x0c\x12\x0e\n\x06netuid\x18\x02 \x01(\r\x12\x11\n\ttask_type\x18\x03 \x01(\t\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12\x18\n\x10validator_hotkey\x18\x06 \x01(\t\x12\x18\n\x10\x64\x65\x61\x64line_unix_ms\x18\x07 \x01(\x03\x12\x13\n\x0bleaves_root\x18\x08 \x01(\x0c\x12\x12\n\nleaf_count\x18\t \x01(\r\"@\n\x08TaskLeaf\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0cminer_hotkey\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x04\"b\n\x04Task\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\x12+\n\tsignature\x18\x02 \x01(\x0b\x32\x18.kubetensor.v1.Signature\x12\x0c\n\x04leaf\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\"\xfc\x01\n\x0cTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0cminer_hotkey\x18\x02 \x01(\t\x12\x12\n\ncompletion\x18\x03 \x01(\t\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\x12\x15\n\rgeneration_ms\x18\x05 \x01(\r\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12+\n\tsignature\x18\x07 \x01(\x0b\x32\x18.kubetensor.v1.Signature\x12)\n\x06status\x18\x08 \x01(\x0e\x32\x19.kubetensor.v1.TaskStatus\x12\x18\n\x10validator_hotkey\x18\t \x01(\t\"\x96\x01\n\x05Score\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x0e\n\x06hotkey\x18\x05 \x01(\t\x12\x16\n\x0emoving_average\x18\x06 \x01(\x01\x12\x13\n\x0b\x63orrectness\x18\x07 \x01(\x01\x12\x0f\n\x07outcome\x18\x08 \x01(\t\"\x8b\x02\n\x0bRoundReport\x12\x0e\n\x06netuid\x18\x01 \x01(\r\x12\x18\n\x10validator_hotkey\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x04\x12\x17\n\x0fstarted_unix_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01\x12$\n\x06scores\x18\x06 \x03(\x0b\x32\x14.kubetensor.v1.Score\x12+\n\x07weights\x18\x07 \x03(\x0b\x32\x1a.kubetensor.v1.WeightEntry\x12\x15\n\rweights_block\x18\x08 \x01(\x04\x12+\n\tsignature\x18\t \x01(\x0b\x32\x18.kubetensor.v1.Signature*\x9d\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_STATUS_OK\x10\x01\x12\x14\n\x10TASK_STATUS_BUSY\x10\x02\x12\x17\n\x13TASK_STATUS_REFUSED\x10\x03\x12\x17\n\x13TASK_STATUS_EXPIRED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kubetensor.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATUS']._serialized_start=981
-  _globals['_TASKSTATUS']._serialized_end=1138
-  _globals['_TASK']._serialized_start=72
-  _globals['_TASK']._serialized_end=300
-  _globals['_TASKRESPONSE']._serialized_start=303
-  _globals['_TASKRESPONSE']._serialized_end=555
-  _globals['_SCORE']._serialized_start=558
-  _globals['_SCORE']._serialized_end=708
-  _globals['_ROUNDREPORT']._serialized_start=711
-  _globals['_ROUNDREPORT']._serialized_end=978
+  _globals['_TASKSTATUS']._serialized_start=1116
+  _globals['_TASKSTATUS']._serialized_end=1273
+  _globals['_ROUNDENVELOPE']._serialized_start=72
+  _globals['_ROUNDENVELOPE']._serialized_end=269
+  _globals['_TASKLEAF']._serialized_start=271
+  _globals['_TASKLEAF']._serialized_end=335
+  _globals['_TASK']._serialized_start=337
+  _globals['_TASK']._serialized_end=435
+  _globals['_TASKRESPONSE']._serialized_start=438
+  _globals['_TASKRESPONSE']._serialized_end=690
+  _globals['_SCORE']._serialized_start=693
+  _globals['_SCORE']._serialized_end=843
+  _globals['_ROUNDREPORT']._serialized_start=846
+  _globals['_ROUNDREPORT']._serialized_end=1113
 # @@protoc_insertion_point(module_scope)

@@ -35,8 +35,9 @@ class _TaskStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskStatus
     TASK_STATUS_BUSY: _TaskStatus.ValueType  # 2
     """The miner is at its concurrency limit; it did not queue the task."""
     TASK_STATUS_REFUSED: _TaskStatus.ValueType  # 3
-    """The task was refused: not addressed to this miner or subnet, a bad signature, a validator without
-    a permit on the subnet, or a replayed nonce (`error` says which).
+    """The task was refused: it does not decode, it is not addressed to this miner or subnet, a bad
+    envelope signature, a Merkle proof that does not lead to the signed root, a validator without a
+    permit on the subnet, or a replayed nonce (`error` says which, starting with the field's name).
     """
     TASK_STATUS_EXPIRED: _TaskStatus.ValueType  # 4
     """The deadline had passed (or was too far ahead) when the task arrived."""
@@ -52,8 +53,9 @@ TASK_STATUS_OK: TaskStatus.ValueType  # 1
 TASK_STATUS_BUSY: TaskStatus.ValueType  # 2
 """The miner is at its concurrency limit; it did not queue the task."""
 TASK_STATUS_REFUSED: TaskStatus.ValueType  # 3
-"""The task was refused: not addressed to this miner or subnet, a bad signature, a validator without
-a permit on the subnet, or a replayed nonce (`error` says which).
+"""The task was refused: it does not decode, it is not addressed to this miner or subnet, a bad
+envelope signature, a Merkle proof that does not lead to the signed root, a validator without a
+permit on the subnet, or a replayed nonce (`error` says which, starting with the field's name).
 """
 TASK_STATUS_EXPIRED: TaskStatus.ValueType  # 4
 """The deadline had passed (or was too far ahead) when the task arrived."""
@@ -62,56 +64,126 @@ TASK_STATUS_FAILED: TaskStatus.ValueType  # 5
 Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
 
 @_typing.final
-class Task(_message.Message):
-    """A task a validator sends to one miner, on subject kt.<netuid>.miner.<miner_hotkey>.task (request/reply).
-    Signed by the validator's hotkey over signing_bytes("Task", this message with `signature` cleared,
-    serialized deterministically). `nonce` with `validator_hotkey` makes each task unique: a miner refuses
-    a (validator_hotkey, nonce) it has seen before its deadline passed (replay protection).
+class RoundEnvelope(_message.Message):
+    """The part of a round's tasks that every sampled miner shares, signed ONCE per round by the validator's
+    hotkey over signing_bytes("RoundEnvelope", the serialized envelope bytes exactly as Task.envelope
+    carries them). `leaves_root` commits to every miner's TaskLeaf: the kubetensor.core.merkle root over
+    the serialized leaves (sha256, leaf and node hashes domain-separated).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TASK_ID_FIELD_NUMBER: _builtins.int
+    ROUND_ID_FIELD_NUMBER: _builtins.int
     NETUID_FIELD_NUMBER: _builtins.int
     TASK_TYPE_FIELD_NUMBER: _builtins.int
     PROMPT_FIELD_NUMBER: _builtins.int
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     VALIDATOR_HOTKEY_FIELD_NUMBER: _builtins.int
-    MINER_HOTKEY_FIELD_NUMBER: _builtins.int
-    NONCE_FIELD_NUMBER: _builtins.int
     DEADLINE_UNIX_MS_FIELD_NUMBER: _builtins.int
-    SIGNATURE_FIELD_NUMBER: _builtins.int
-    task_id: _builtins.str
-    """Unique per task (the validator picks it); the response repeats it and its signature covers it."""
+    LEAVES_ROOT_FIELD_NUMBER: _builtins.int
+    LEAF_COUNT_FIELD_NUMBER: _builtins.int
+    round_id: _builtins.bytes
+    """16 random bytes, fresh per round."""
     netuid: _builtins.int
     task_type: _builtins.str
     """The subnet's task type, e.g. "addition"."""
     prompt: _builtins.str
     max_tokens: _builtins.int
     validator_hotkey: _builtins.str
-    miner_hotkey: _builtins.str
-    nonce: _builtins.int
     deadline_unix_ms: _builtins.int
     """Wall-clock deadline in Unix milliseconds; a miner does not start work past it."""
-    @_builtins.property
-    def signature(self) -> _common_pb2.Signature: ...
+    leaves_root: _builtins.bytes
+    leaf_count: _builtins.int
+    """How many leaves the round has (for readers; a proof is checked against the root alone)."""
     def __init__(
         self,
         *,
-        task_id: _builtins.str = ...,
+        round_id: _builtins.bytes = ...,
         netuid: _builtins.int = ...,
         task_type: _builtins.str = ...,
         prompt: _builtins.str = ...,
         max_tokens: _builtins.int = ...,
         validator_hotkey: _builtins.str = ...,
+        deadline_unix_ms: _builtins.int = ...,
+        leaves_root: _builtins.bytes = ...,
+        leaf_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_unix_ms", b"deadline_unix_ms", "leaf_count", b"leaf_count", "leaves_root", b"leaves_root", "max_tokens", b"max_tokens", "netuid", b"netuid", "prompt", b"prompt", "round_id", b"round_id", "task_type", b"task_type", "validator_hotkey", b"validator_hotkey"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoundEnvelope: _TypeAlias = RoundEnvelope  # noqa: Y015
+
+@_typing.final
+class TaskLeaf(_message.Message):
+    """One miner's part of a round: a leaf of the envelope's Merkle tree. `nonce` with the envelope's
+    `validator_hotkey` makes each task unique: a miner refuses a (validator_hotkey, nonce) it has seen
+    before its deadline passed (replay protection).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    MINER_HOTKEY_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    """Unique per task (the validator picks it); the response repeats it and its signature covers it."""
+    miner_hotkey: _builtins.str
+    nonce: _builtins.int
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
         miner_hotkey: _builtins.str = ...,
         nonce: _builtins.int = ...,
-        deadline_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["miner_hotkey", b"miner_hotkey", "nonce", b"nonce", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskLeaf: _TypeAlias = TaskLeaf  # noqa: Y015
+
+@_typing.final
+class Task(_message.Message):
+    """A task a validator sends to one miner, on subject kt.<netuid>.miner.<miner_hotkey>.task (request/reply):
+    the round's signed envelope, this miner's leaf and the leaf's Merkle proof. The miner checks the
+    signature over `envelope`, that the leaf names its hotkey, and that `proof` leads from `leaf` to the
+    envelope's `leaves_root`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    LEAF_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    envelope: _builtins.bytes
+    """A serialized RoundEnvelope, byte for byte the bytes that were signed."""
+    leaf: _builtins.bytes
+    """A serialized TaskLeaf, byte for byte the bytes that were hashed into the tree."""
+    @_builtins.property
+    def signature(self) -> _common_pb2.Signature:
+        """The validator's signature over signing_bytes("RoundEnvelope", envelope)."""
+
+    @_builtins.property
+    def proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Sibling hashes (32 bytes each) from the leaf up to `leaves_root`, bottom up."""
+
+    def __init__(
+        self,
+        *,
+        envelope: _builtins.bytes = ...,
         signature: _common_pb2.Signature | None = ...,
+        leaf: _builtins.bytes = ...,
+        proof: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signature", b"signature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_unix_ms", b"deadline_unix_ms", "max_tokens", b"max_tokens", "miner_hotkey", b"miner_hotkey", "netuid", b"netuid", "nonce", b"nonce", "prompt", b"prompt", "signature", b"signature", "task_id", b"task_id", "task_type", b"task_type", "validator_hotkey", b"validator_hotkey"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "leaf", b"leaf", "proof", b"proof", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

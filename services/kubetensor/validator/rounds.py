@@ -33,7 +33,8 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True)
 class OutgoingTask:
-    """One task for one miner, before the edge signs it."""
+    """One task for one miner, before the edge seals it into its round (every task of a round shares
+    ``netuid``, ``task_type``, ``prompt``, ``max_tokens`` and ``deadline_unix_ms``)."""
 
     task_id: str
     netuid: int
@@ -43,6 +44,15 @@ class OutgoingTask:
     miner_hotkey: str
     nonce: int
     deadline_unix_ms: int
+
+
+@dataclass(frozen=True)
+class SealedTask:
+    """One task of a sealed round, ready to send (built by the edge's ``seal``)."""
+
+    task: OutgoingTask
+    wire: bytes
+    """The serialized wire ``Task``: the round's signed envelope, this task's leaf and its proof."""
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ Composed by ``__main__``; the tests drive ``run_round`` directly. Each round:
    tasks from validators without a permit, and an epoch grants permits by stake);
 2. samples up to ``sample_size`` miners: every other uid except those holding a permit with more than
    ``vpermit_stake_limit_rao`` stake (Bittensor's validator template rule), drawn at random;
-3. draws one challenge from the subnet's task plug-in and sends it, as a signed task with a deadline,
-   to every sampled miner at once (``TaskSender``); the round waits at most ``task_timeout_s``, so a
-   miner that hangs or is gone costs the round nothing but its own zero. The tasks start in waves of
-   ``send_wave`` (``_fan_out``): a wave is signed and handed to NATS, then the event loop runs once so
-   the NATS client sends it while the next wave is signed, and replies to early waves are checked while
-   later waves are still out (signing all first would hold every task back until the last is signed);
+3. draws one challenge from the subnet's task plug-in and sends it, with a deadline, to every sampled
+   miner at once (``TaskSender``); the round waits at most ``task_timeout_s``, so a miner that hangs or
+   is gone costs the round nothing but its own zero. All the round's tasks are built first (one task id
+   and nonce per miner, one deadline) and sealed under one signed round envelope (``seal``: a single
+   signature, whatever the number of miners); then they start in waves of ``send_wave`` (``_fan_out``):
+   a wave is handed to NATS, then the event loop runs once so the NATS client sends it while the next
+   wave starts, and replies to early waves are checked while later waves are still out;
 4. scores each reply (``scoring.task_score``: the plug-in's correctness with a latency tiebreak; any
    failure is 0) and folds the scores into the per-uid moving averages;
 5. when ``weights_interval_s`` has passed since the last accepted weights (or ``retry_s`` since a
@@ -34,7 +35,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -44,7 +45,7 @@ from kubetensor.core.tracecontext import TraceContext
 from kubetensor.validator.consensus import ConsensusPort
 from kubetensor.validator.errors import NotRegisteredError, ValidatorError
 from kubetensor.validator.metrics import ValidatorMetrics
-from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask
+from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask, SealedTask
 from kubetensor.validator.scoring import task_score
 from kubetensor.validator.state import StateFile, ValidatorState
 from kubetensor.validator.tasks import Challenge, TaskKind
@@ -53,9 +54,12 @@ _log = logging.getLogger(__name__)
 
 
 class TaskSender(Protocol):
-    """Sends tasks and publishes reports (``taskclient.MinerTaskClient``, or a test double)."""
+    """Seals rounds, sends their tasks and publishes reports (``taskclient.MinerTaskClient``, or a test
+    double)."""
 
-    async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply: ...
+    def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]: ...
+
+    async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply: ...
 
     async def publish_report(self, summary: RoundSummary) -> None: ...
 
@@ -208,14 +212,33 @@ class ValidatorService:
     async def _fan_out(
         self, sample: list[NeuronView], challenge: Challenge, *, trace: TraceContext
     ) -> list[tuple[str, Reply]]:
-        """Query every sampled miner concurrently, ``send_wave`` at a time (see the module doc)."""
+        """Seal one round for every sampled miner, then query them concurrently, ``send_wave`` at a time
+        (see the module doc)."""
+        if not sample:
+            return []
+        deadline_unix_ms = time.time_ns() // 1_000_000 + round(self._task_timeout_s * 1000)
+        tasks = [
+            OutgoingTask(
+                task_id=secrets.token_hex(16),
+                netuid=self.netuid,
+                task_type=self._kind.name,
+                prompt=challenge.prompt,
+                max_tokens=challenge.max_tokens,
+                miner_hotkey=neuron.hotkey,
+                nonce=self._next_nonce(),
+                deadline_unix_ms=deadline_unix_ms,
+            )
+            for neuron in sample
+        ]
+        sealed = self._sender.seal(tasks)
         queries: list[asyncio.Task[tuple[str, Reply]]] = []
         try:
             for first in range(0, len(sample), self._send_wave):
-                wave = sample[first : first + self._send_wave]
-                queries.extend(asyncio.create_task(self._query(n, challenge, trace=trace)) for n in wave)
-                # One turn of the event loop: this wave's tasks sign and publish, the NATS client's
-                # flusher sends them, then the next wave is started.
+                last = first + self._send_wave
+                wave = zip(sample[first:last], sealed[first:last], strict=True)
+                queries.extend(asyncio.create_task(self._query(n, task, trace=trace)) for n, task in wave)
+                # One turn of the event loop: this wave's tasks publish, the NATS client's flusher sends
+                # them, then the next wave is started.
                 await asyncio.sleep(0)
             return list(await asyncio.gather(*queries))
         except BaseException:
@@ -223,26 +246,14 @@ class ValidatorService:
                 query.cancel()
             raise
 
-    async def _query(
-        self, neuron: NeuronView, challenge: Challenge, *, trace: TraceContext
-    ) -> tuple[str, Reply]:
-        task = OutgoingTask(
-            task_id=secrets.token_hex(16),
-            netuid=self.netuid,
-            task_type=self._kind.name,
-            prompt=challenge.prompt,
-            max_tokens=challenge.max_tokens,
-            miner_hotkey=neuron.hotkey,
-            nonce=self._next_nonce(),
-            deadline_unix_ms=time.time_ns() // 1_000_000 + round(self._task_timeout_s * 1000),
-        )
+    async def _query(self, neuron: NeuronView, task: SealedTask, *, trace: TraceContext) -> tuple[str, Reply]:
         try:
             reply = await self._sender.send(task, timeout_s=self._task_timeout_s, trace=trace.child())
         except Exception as error:
             # A transport failure (NATS reconnecting, ...) costs this miner this task, not the round.
             _log.warning("sending a task to uid %d failed: %s", neuron.uid, error)
             reply = Reply(Outcome.FAILED, self._task_timeout_s, detail=f"send failed: {error}")
-        return task.task_id, reply
+        return task.task.task_id, reply
 
     def _score(
         self, sample: list[NeuronView], replies: list[tuple[str, Reply]], challenge: Challenge

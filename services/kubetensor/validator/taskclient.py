@@ -1,26 +1,31 @@
-"""``MinerTaskClient``: the validator's NATS edge: signed tasks out, checked replies in, reports out.
+"""``MinerTaskClient``: the validator's NATS edge: a signed round out, checked replies in, reports out.
 
-Composed by ``__main__`` (one per validator process) and the tests; ``ValidatorService`` calls ``send``
-for each sampled miner, concurrently, and ``publish_report`` after each round. It translates only:
-``OutgoingTask`` -> ``Task`` signed by the validator's hotkey (``kubetensor.core.signing``), sent by
-request/reply to ``kt.<netuid>.miner.<hotkey>.task`` with a ``traceparent`` header and a timeout; the
-reply -> ``Reply`` (``decode_reply``: a TaskResponse for this task, signed by that miner's hotkey, or
-the outcome that says what was wrong). Subjects and headers: ``kubetensor.core.subjects``.
+Composed by ``__main__`` (one per validator process) and the tests; ``ValidatorService`` calls ``seal``
+once per round with every sampled miner's ``OutgoingTask``, then ``send`` for each, concurrently, and
+``publish_report`` after the round. It translates only. ``seal`` (``seal_round``): the round's shared
+fields and the Merkle root (``kubetensor.core.merkle``) over every miner's serialized ``TaskLeaf``
+(task id, miner hotkey, nonce) go into one ``RoundEnvelope``, signed once by the validator's hotkey;
+each miner's wire ``Task`` is that envelope, the signature, its leaf and its proof. ``send``: request/reply
+to ``kt.<netuid>.miner.<hotkey>.task`` with a ``traceparent`` header and a timeout; the reply ->
+``Reply`` (``decode_reply``: a TaskResponse for this task, signed by that miner's hotkey, or the outcome
+that says what was wrong). Subjects and headers: ``kubetensor.core.subjects``.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections.abc import Sequence
 
 import nats.errors
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client
 from opentelemetry.trace import SpanKind
 
-from kubetensor.core import keys, signing, subjects, telemetry
+from kubetensor.core import keys, merkle, signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import common_pb2, task_pb2
-from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask
+from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask, SealedTask
 
 _STATUS_OUTCOMES = {
     task_pb2.TASK_STATUS_OK: Outcome.OK,
@@ -31,21 +36,54 @@ _STATUS_OUTCOMES = {
 }
 
 
-def task_to_proto(task: OutgoingTask, *, keypair: keys.Keypair) -> task_pb2.Task:
-    """The wire task, signed by ``keypair`` (the validator's hotkey)."""
-    message = task_pb2.Task(
-        task_id=task.task_id,
-        netuid=task.netuid,
-        task_type=task.task_type,
-        prompt=task.prompt,
-        max_tokens=task.max_tokens,
+_SHARED = ("netuid", "task_type", "prompt", "max_tokens", "deadline_unix_ms")
+
+
+def seal_round(
+    tasks: Sequence[OutgoingTask], *, keypair: keys.Keypair, round_id: bytes | None = None
+) -> list[task_pb2.Task]:
+    """One wire task per ``tasks`` item, all under one envelope signed once by ``keypair``.
+
+    Every task must share the round's fields (``netuid``, ``task_type``, ``prompt``, ``max_tokens``,
+    ``deadline_unix_ms``): ValueError naming the field otherwise, or for no tasks.
+    """
+    if not tasks:
+        raise ValueError("tasks: a round needs at least one task")
+    first = tasks[0]
+    for task in tasks[1:]:
+        for name in _SHARED:
+            if getattr(task, name) != getattr(first, name):
+                raise ValueError(f"{name}: every task of a round must share it, task {task.task_id} differs")
+    leaves = [
+        task_pb2.TaskLeaf(
+            task_id=task.task_id, miner_hotkey=task.miner_hotkey, nonce=task.nonce
+        ).SerializeToString(deterministic=True)
+        for task in tasks
+    ]
+    root, proofs = merkle.tree(leaves)
+    envelope = task_pb2.RoundEnvelope(
+        round_id=round_id if round_id is not None else secrets.token_bytes(16),
+        netuid=first.netuid,
+        task_type=first.task_type,
+        prompt=first.prompt,
+        max_tokens=first.max_tokens,
         validator_hotkey=keypair.hotkey,
-        miner_hotkey=task.miner_hotkey,
-        nonce=task.nonce,
-        deadline_unix_ms=task.deadline_unix_ms,
+        deadline_unix_ms=first.deadline_unix_ms,
+        leaves_root=root,
+        leaf_count=len(leaves),
+    ).SerializeToString(deterministic=True)
+    signature = common_pb2.Signature(
+        public_key=keypair.public_key, signature=keypair.sign(subjects.ROUND_ENVELOPE_DOMAIN, envelope)
     )
-    signing.sign(message, keypair, domain=subjects.TASK_DOMAIN)
-    return message
+    return [
+        task_pb2.Task(envelope=envelope, signature=signature, leaf=leaf, proof=proof)
+        for leaf, proof in zip(leaves, proofs, strict=True)
+    ]
+
+
+def task_to_proto(task: OutgoingTask, *, keypair: keys.Keypair) -> task_pb2.Task:
+    """The wire task of a round of one (``seal_round`` of ``[task]``)."""
+    return seal_round([task], keypair=keypair)[0]
 
 
 def decode_reply(data: bytes, *, task: OutgoingTask, validator_hotkey: str, latency_s: float) -> Reply:
@@ -104,13 +142,19 @@ class MinerTaskClient:
         self._client = client
         self._keypair = keypair
 
-    async def send(self, task: OutgoingTask, *, timeout_s: float, trace: TraceContext) -> Reply:
-        """Send ``task`` and wait up to ``timeout_s`` for the miner's checked reply.
+    def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]:
+        """``tasks`` as one round under one signed envelope, ready to ``send`` (see ``seal_round``)."""
+        wires = seal_round(tasks, keypair=self._keypair)
+        return [SealedTask(task, wire.SerializeToString()) for task, wire in zip(tasks, wires, strict=True)]
+
+    async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+        """Send ``sealed`` and wait up to ``timeout_s`` for the miner's checked reply.
 
         Traced (when tracing is on) as a PRODUCER span whose context the ``traceparent`` header carries.
         """
+        task = sealed.task
         if not telemetry.enabled():
-            return await self._send(task, timeout_s=timeout_s, traceparent=trace.traceparent)
+            return await self._send(sealed, timeout_s=timeout_s, traceparent=trace.traceparent)
         attributes: telemetry.Attributes = {
             "messaging.system": "nats",
             "messaging.operation.type": "send",
@@ -126,13 +170,13 @@ class MinerTaskClient:
             f"send {subjects.MINER_TASKS_TEMPLATE}", kind=SpanKind.PRODUCER, attributes=attributes
         ) as span:
             own = telemetry.current_trace() or trace
-            reply = await self._send(task, timeout_s=timeout_s, traceparent=own.traceparent)
+            reply = await self._send(sealed, timeout_s=timeout_s, traceparent=own.traceparent)
             if span is not None:
                 span.set_attribute(telemetry.OUTCOME, reply.outcome.value)
             return reply
 
-    async def _send(self, task: OutgoingTask, *, timeout_s: float, traceparent: str) -> Reply:
-        payload = task_to_proto(task, keypair=self._keypair).SerializeToString()
+    async def _send(self, sealed: SealedTask, *, timeout_s: float, traceparent: str) -> Reply:
+        task, payload = sealed.task, sealed.wire
         headers = {subjects.TRACEPARENT: traceparent, subjects.MESSAGE_TYPE: subjects.TASK_MESSAGE}
         subject = subjects.miner_tasks(task.netuid, task.miner_hotkey)
         started = time.perf_counter()
