@@ -8,6 +8,8 @@ Per round: the count, the duration, and the distribution of task scores.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kubetensor.validator.rounds import Outcome, RoundSummary
@@ -65,6 +67,7 @@ class ValidatorMetrics:
         self.weights_set = Counter(
             "kubetensor_validator_weights_set", "Weight sets the consensus service accepted.", registry=r
         )
+        self._series: dict[tuple[int, str], _MinerSeries] = {}
 
     def observe_round(self, summary: RoundSummary) -> None:
         """Count one finished round."""
@@ -73,14 +76,41 @@ class ValidatorMetrics:
         if summary.weights:
             self.weights_set.inc()
         for scored in summary.scores:
-            miner = (str(scored.uid), scored.hotkey)
-            self.tasks_sent.labels(*miner).inc()
+            miner = self._miner(scored.uid, scored.hotkey)
+            miner.sent.inc()
             if scored.outcome is Outcome.OK:
-                self.tasks_answered.labels(*miner).inc()
+                miner.answered.inc()
             elif scored.outcome is Outcome.TIMEOUT:
-                self.tasks_timed_out.labels(*miner).inc()
+                miner.timed_out.inc()
             else:
-                self.tasks_failed.labels(*miner, scored.outcome.value).inc()
-            self.score.labels(*miner).set(scored.score)
-            self.moving_average.labels(*miner).set(scored.moving_average)
+                self.tasks_failed.labels(str(scored.uid), scored.hotkey, scored.outcome.value).inc()
+            miner.score.set(scored.score)
+            miner.moving_average.set(scored.moving_average)
             self.task_scores.observe(scored.score)
+
+    def _miner(self, uid: int, hotkey: str) -> _MinerSeries:
+        # A label lookup hashes and locks on every call; a round touches five series per miner, so the
+        # children are looked up once per (uid, hotkey) and kept (a registry holds them anyway).
+        series = self._series.get((uid, hotkey))
+        if series is None:
+            labels = (str(uid), hotkey)
+            series = _MinerSeries(
+                sent=self.tasks_sent.labels(*labels),
+                answered=self.tasks_answered.labels(*labels),
+                timed_out=self.tasks_timed_out.labels(*labels),
+                score=self.score.labels(*labels),
+                moving_average=self.moving_average.labels(*labels),
+            )
+            self._series[(uid, hotkey)] = series
+        return series
+
+
+@dataclass(frozen=True)
+class _MinerSeries:
+    """One miner's labelled children of the per-miner counters and gauges."""
+
+    sent: Counter
+    answered: Counter
+    timed_out: Counter
+    score: Gauge
+    moving_average: Gauge
