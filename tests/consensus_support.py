@@ -12,13 +12,14 @@ from kubetensor.consensus.clock import BlockClock, ManualClock
 from kubetensor.consensus.errors import SettlementConflictError
 from kubetensor.consensus.metagraph import SubnetRules
 from kubetensor.consensus.service import ConsensusConfig, ConsensusService
-from kubetensor.consensus.settlement import Receipt, Settlement, SettlementSink
+from kubetensor.consensus.settlement import Receipt, SettlementSink
 from kubetensor.consensus.settlementlog import LocalSettlementLog
 from kubetensor.consensus.stake import GenesisStake, StakeSource
 from kubetensor.consensus.store import ConsensusStore
 from kubetensor.consensus.yuma import EpochParams
 from kubetensor.core.errors import UnavailableError
 from kubetensor.core.keys import Keypair
+from kubetensor.core.settlement import Settlement
 
 TAO = 10**9
 NETUID = 1
