@@ -50,9 +50,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 try:
-    import kubetensor  # noqa: F401
-except ModuleNotFoundError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "services"))
+    from tests.bench import support
+except ModuleNotFoundError:  # run as a script: this folder is on sys.path (support finds kubetensor)
+    import support
 
 import nats
 import psutil
@@ -70,12 +70,6 @@ from kubetensor.validator.service import ValidatorService
 from kubetensor.validator.state import StateFile
 from kubetensor.validator.taskclient import MinerTaskClient, task_to_proto
 from kubetensor.validator.tasks import default_registry
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # run as a script: tests.bench.support is imported from the checkout
-    sys.path.insert(0, str(ROOT))
-
-from tests.bench import support  # noqa: E402
 
 DEFAULT_SIZES = (16, 64)
 NETUID = support.NETUID

@@ -40,9 +40,9 @@ from typing import Any
 import httpx
 
 try:
-    import kubetensor  # noqa: F401
-except ModuleNotFoundError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "services"))
+    from tests.bench import support
+except ModuleNotFoundError:  # run as a script: this folder is on sys.path (support finds kubetensor)
+    import support
 
 from kubetensor.core import bus, telemetry
 from kubetensor.core.keys import Keypair
@@ -57,12 +57,6 @@ from kubetensor.validator.rounds import Outcome, OutgoingTask
 from kubetensor.validator.taskclient import MinerTaskClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # run as a script: tests.bench.support is imported from the checkout
-    sys.path.insert(0, str(ROOT))
-
-from tests.bench import support  # noqa: E402
 
 NETUID = support.NETUID
 VALIDATOR = Keypair(b"\x02" * 32)

@@ -1,18 +1,25 @@
 """Helpers the network benchmarks share: the metagraph they run on, a child process, latency stats.
 
-Imported by ``bench_network.py`` and ``bench_tracing.py`` (run as scripts or loaded by their smoke
-tests, so each puts the checkout's root on ``sys.path`` first). Nothing here times anything itself.
+Imported by ``bench_network.py`` and ``bench_tracing.py`` (as ``tests.bench.support`` under pytest, as
+``support`` when they run as scripts); it puts ``services/`` on ``sys.path`` when kubetensor is not
+installed. Nothing here times anything itself.
 """
 
 from __future__ import annotations
 
 import os
+import pathlib
 import platform
 import statistics
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+try:
+    import kubetensor  # noqa: F401
+except ModuleNotFoundError:  # run from a checkout without the package installed
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "services"))
 
 from kubetensor.core.metagraphview import MetagraphView, NeuronView
 
