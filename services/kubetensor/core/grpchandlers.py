@@ -1,12 +1,13 @@
-"""A gRPC method handler with its behaviour replaced: what every server interceptor of ours returns.
+"""Server interceptors that wrap a method's behaviour, and the handler they hand back in its place.
 
-Used by ``grpcserver.ErrorInterceptor`` and ``grpctracing.ServerTracingInterceptor``, which wrap a
-method's behaviour and must hand back a handler of the same kind with the same (de)serializers.
+``WrappingInterceptor`` is the base of ``grpcserver.ErrorInterceptor`` and
+``grpctracing.ServerTracingInterceptor``: each says in ``wrap`` what to do with one method's handler,
+and ``replace`` gives a handler of the same kind with the same (de)serializers around a new behaviour.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import grpc
@@ -41,3 +42,21 @@ def replace(handler: grpc.RpcMethodHandler, new_behaviour: Any) -> grpc.RpcMetho
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """A server interceptor that hands each method's handler (when there is one) to ``wrap``."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return self.wrap(handler, handler_call_details)
+
+    def wrap(self, handler: grpc.RpcMethodHandler, call: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        """The handler to serve ``call`` with instead of ``handler`` (``handler`` itself to leave it)."""
+        raise NotImplementedError

@@ -93,18 +93,11 @@ def _wrap(behaviour: Callable[..., Any] | None, method: str, *, streaming: bool)
     return _wrap_unary(behaviour, method)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(grpchandlers.WrappingInterceptor):
     """Answers ``KubetensorError`` with its category's code and anything else with INTERNAL."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
+    def wrap(self, handler: grpc.RpcMethodHandler, call: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = call.method
         wrapped = _wrap(
             grpchandlers.behaviour(handler),
             method,

@@ -121,19 +121,14 @@ def _server_stream(
     return wrapper
 
 
-class ServerTracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ServerTracingInterceptor(grpchandlers.WrappingInterceptor):
     """A SERVER span per unary or server-streaming call, continuing the caller's trace."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(_HEALTH):
+    def wrap(self, handler: grpc.RpcMethodHandler, call: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = call.method
+        if method.startswith(_HEALTH):
             return handler
-        metadata = handler_call_details.invocation_metadata
+        metadata = call.invocation_metadata
         behaviour = grpchandlers.behaviour(handler)
         if grpchandlers.kind(handler) == "unary_unary":
             return grpchandlers.replace(handler, _server_unary(behaviour, method, metadata))
