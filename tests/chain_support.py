@@ -12,9 +12,9 @@ from pathlib import Path
 from google.protobuf.message import Message
 from kubetensor.chain import wire
 from kubetensor.chain.service import ChainService, SettlementSubmission, TransactionReceipt
-from kubetensor.chain.settlement import Settlement, SettlementEntry
 from kubetensor.chain.state import ChainParams
 from kubetensor.core.keys import Keypair
+from kubetensor.core.settlement import Settlement, SettlementEntry
 
 ONE = 1 << 32
 """Raw I32F32 1.0."""

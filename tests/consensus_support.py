@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +9,16 @@ from kubetensor.consensus.clock import BlockClock, ManualClock
 from kubetensor.consensus.errors import SettlementConflictError
 from kubetensor.consensus.metagraph import SubnetRules
 from kubetensor.consensus.service import ConsensusConfig, ConsensusService
-from kubetensor.consensus.settlement import Receipt, Settlement, SettlementSink
+from kubetensor.consensus.settlement import Receipt, SettlementSink
 from kubetensor.consensus.settlementlog import LocalSettlementLog
 from kubetensor.consensus.stake import GenesisStake, StakeSource
 from kubetensor.consensus.store import ConsensusStore
 from kubetensor.consensus.yuma import EpochParams
 from kubetensor.core.errors import UnavailableError
 from kubetensor.core.keys import Keypair
+from kubetensor.core.settlement import Settlement
+
+from tests.polling import eventually as eventually  # re-exported: the consensus tests wait with it
 
 TAO = 10**9
 NETUID = 1
@@ -95,19 +95,3 @@ def build(
         sink=chosen_sink,
     )
     return Node(service=service, store=store, clock=chosen_clock, sink=chosen_sink)
-
-
-async def eventually(
-    check: Callable[[], bool] | Callable[[], Awaitable[bool]], *, what: str, seconds: float = 10.0
-) -> None:
-    """Poll ``check`` until it is true; fail naming ``what`` after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        outcome = check()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}")
-        await asyncio.sleep(0.01)

@@ -20,12 +20,13 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 
 from kubetensor.core.keys import Keypair
 from kubetensor.models import task
+
+from tests import polling
 
 TAO = 10**9
 
@@ -143,14 +144,5 @@ class FakeEngine:
 async def eventually(
     check: Callable[[], bool] | Callable[[], Awaitable[bool]], *, what: str, seconds: float = 30.0
 ) -> None:
-    """Poll ``check`` until it is true; fail naming ``what`` after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        outcome = check()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
+    """``polling.eventually`` with the network tests' longer bound and slower poll (real processes)."""
+    await polling.eventually(check, what=what, seconds=seconds, interval=0.05)

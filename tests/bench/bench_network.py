@@ -42,12 +42,9 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import pathlib
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,15 +52,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 try:
-    import kubetensor  # noqa: F401
-except ModuleNotFoundError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "services"))
+    from tests.bench import support
+except ModuleNotFoundError:  # run as a script: this folder is on sys.path (support finds kubetensor)
+    import support
 
 import nats
 import psutil
 from kubetensor.core import bus, keys, subjects
 from kubetensor.core.keys import Keypair
-from kubetensor.core.metagraphview import MetagraphView, NeuronView
+from kubetensor.core.metagraphview import MetagraphView
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Chunk
 from kubetensor.miner.permits import PermitCache
@@ -77,7 +74,7 @@ from kubetensor.validator.taskclient import MinerTaskClient, seal_round
 from kubetensor.validator.tasks import default_registry
 
 DEFAULT_SIZES = (16, 64)
-NETUID = 1
+NETUID = support.NETUID
 VALIDATOR = Keypair(b"\x01" * 32)
 
 
@@ -86,27 +83,7 @@ def miner_keys(count: int) -> list[Keypair]:
 
 
 def metagraph(count: int) -> MetagraphView:
-    def neuron(uid: int, hotkey: str, *, permit: bool) -> NeuronView:
-        return NeuronView(
-            uid=uid,
-            hotkey=hotkey,
-            validator_permit=permit,
-            stake_rao=600 * 10**9 if permit else 0,
-            incentive=0.0,
-            dividends=0.0,
-            validator_trust=0.0,
-            emission_rao=0,
-        )
-
-    return MetagraphView(
-        netuid=NETUID,
-        block=1,
-        epoch=1,
-        neurons=(
-            neuron(0, VALIDATOR.hotkey, permit=True),
-            *(neuron(i + 1, key.hotkey, permit=False) for i, key in enumerate(miner_keys(count))),
-        ),
-    )
+    return support.metagraph(validator=VALIDATOR.hotkey, miners=(key.hotkey for key in miner_keys(count)))
 
 
 class EchoEngine:
@@ -161,30 +138,13 @@ async def serve(mode: str, *, count: int, nats_url: str) -> None:
     await nc.close()
 
 
-class Responders:
+class Responders(support.Child):
     """The responder child process of one mode and size."""
 
     def __init__(self, mode: str, *, count: int, nats_url: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", mode, "--count", str(count), "--nats", nats_url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+        super().__init__(
+            __file__, ["--serve", mode, "--count", str(count), "--nats", nats_url], what=f"{mode} responders"
         )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if line.strip() != "ready":
-            self.close()
-            raise RuntimeError(f"the {mode} responders did not start (exit {self.process.poll()})")
-
-    def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 # -- the requester ------------------------------------------------------------------------------------
@@ -273,17 +233,6 @@ def ed25519_costs(operations: int = 2000) -> dict[str, float]:
     }
 
 
-def stats(times: list[float]) -> dict[str, float]:
-    ordered = sorted(times)
-    p99_index = min(len(ordered) - 1, max(0, round(0.99 * len(ordered)) - 1))
-    return {
-        "p50_ms": statistics.median(ordered),
-        "p99_ms": ordered[p99_index],
-        "mean_ms": statistics.fmean(ordered),
-        "rounds": len(ordered),
-    }
-
-
 async def measure(
     count: int,
     *,
@@ -369,9 +318,9 @@ async def measure(
         await nc.close()
     result: dict[str, Any] = {
         "miners": count,
-        "kubetensor_round": stats(round_times) | cpu["kubetensor_round"],
-        "kubetensor_fanout": stats(fanout_times) | cpu["kubetensor_fanout"],
-        "raw_nats": stats(raw_times) | cpu["raw_nats"],
+        "kubetensor_round": support.latency_stats(round_times, count="rounds") | cpu["kubetensor_round"],
+        "kubetensor_fanout": support.latency_stats(fanout_times, count="rounds") | cpu["kubetensor_fanout"],
+        "raw_nats": support.latency_stats(raw_times, count="rounds") | cpu["raw_nats"],
         "task_bytes": len(sample_task),
         "non_ok_replies": len(failures),
     }
@@ -430,12 +379,7 @@ async def run(sizes: list[int], *, rounds: int, warmup: int) -> dict[str, Any]:
             server.stop()
     return {
         "benchmark": "validator_fanout_round",
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average": list(os.getloadavg()),
-        },
+        "machine": support.machine(),
         "ed25519": signature_costs,
         "cases": cases,
     }

@@ -31,9 +31,6 @@ import itertools
 import json
 import os
 import pathlib
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,13 +40,13 @@ from typing import Any
 import httpx
 
 try:
-    import kubetensor  # noqa: F401
-except ModuleNotFoundError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "services"))
+    from tests.bench import support
+except ModuleNotFoundError:  # run as a script: this folder is on sys.path (support finds kubetensor)
+    import support
 
 from kubetensor.core import bus, telemetry
 from kubetensor.core.keys import Keypair
-from kubetensor.core.metagraphview import MetagraphView, NeuronView
+from kubetensor.core.metagraphview import MetagraphView
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.completions import CompletionsClient
 from kubetensor.miner.permits import PermitCache
@@ -61,7 +58,7 @@ from kubetensor.validator.taskclient import MinerTaskClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-NETUID = 1
+NETUID = support.NETUID
 VALIDATOR = Keypair(b"\x02" * 32)
 MODES = ("off", "on_drop", "on_otlp")
 
@@ -71,22 +68,7 @@ def miner_key(mode: str) -> Keypair:
 
 
 def metagraph() -> MetagraphView:
-    def neuron(uid: int, hotkey: str, *, permit: bool) -> NeuronView:
-        return NeuronView(
-            uid=uid,
-            hotkey=hotkey,
-            validator_permit=permit,
-            stake_rao=600 * 10**9 if permit else 0,
-            incentive=0.0,
-            dividends=0.0,
-            validator_trust=0.0,
-            emission_rao=0,
-        )
-
-    miners = (neuron(i + 1, miner_key(mode).hotkey, permit=False) for i, mode in enumerate(MODES))
-    return MetagraphView(
-        netuid=NETUID, block=1, epoch=1, neurons=(neuron(0, VALIDATOR.hotkey, permit=True), *miners)
-    )
+    return support.metagraph(validator=VALIDATOR.hotkey, miners=(miner_key(mode).hotkey for mode in MODES))
 
 
 def echo_engine() -> CompletionsClient:
@@ -159,54 +141,26 @@ async def serve(mode: str, *, nats_url: str, otlp: str) -> None:
     tracing.shutdown()
 
 
-class Miner:
+class Miner(support.Child):
     """The miner child process of one mode."""
 
     def __init__(self, mode: str, *, nats_url: str, otlp: str) -> None:
         self.mode = mode
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", mode, "--nats", nats_url, "--otlp", otlp],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+        super().__init__(
+            __file__,
+            ["--serve", mode, "--nats", nats_url, "--otlp", otlp],
+            what=f"{mode} miner",
             env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
         )
-        if self._line() != "ready":
-            self.close()
-            raise RuntimeError(f"the {mode} miner did not start (exit {self.process.poll()})")
-
-    def _line(self) -> str:
-        assert self.process.stdout is not None
-        return self.process.stdout.readline().strip()
 
     def cpu_seconds(self) -> float:
         assert self.process.stdin is not None
         self.process.stdin.write("cpu\n")
         self.process.stdin.flush()
-        return float(self._line())
-
-    def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        return float(self.line())
 
 
 # -- the requester ----------------------------------------------------------------------------------
-
-
-def stats(times: list[float]) -> dict[str, float]:
-    ordered = sorted(times)
-    p99_index = min(len(ordered) - 1, max(0, round(0.99 * len(ordered)) - 1))
-    return {
-        "p50_ms": statistics.median(ordered),
-        "p99_ms": ordered[p99_index],
-        "mean_ms": statistics.fmean(ordered),
-        "requests": len(ordered),
-    }
 
 
 async def measure(
@@ -255,7 +209,7 @@ async def measure(
         await nc.close()
         for miner in miners.values():
             miner.close()
-    result: dict[str, Any] = {mode: stats(times[mode]) for mode in modes}
+    result: dict[str, Any] = {mode: support.latency_stats(times[mode], count="requests") for mode in modes}
     result["miner_cpu_us_per_task"] = cpu
     result["non_ok_replies"] = failures[:10]
     for mode in modes:
@@ -299,12 +253,7 @@ async def run(*, requests: int, warmup: int, collector: bool) -> dict[str, Any]:
             server.stop()
     return {
         "benchmark": "miner_tracing_overhead",
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average": list(os.getloadavg()),
-        },
+        "machine": support.machine(),
         "modes": modes,
         "on_otlp": otlp_status,
         "result": result,

@@ -32,9 +32,9 @@ from kubetensor.chain.evm.anchorer import EvmAnchorer
 from kubetensor.chain.evm.merkle import CreditTree
 from kubetensor.chain.evm.store import AnchorState, AnchorStore
 from kubetensor.chain.service import ChainService
-from kubetensor.chain.settlement import Settlement
 from kubetensor.chain.verify import verify_ledger
 from kubetensor.core.paths import repo_root
+from kubetensor.core.settlement import Settlement
 from kubetensor.sandbox.processes import free_port
 from web3.exceptions import ContractCustomError
 

@@ -13,7 +13,7 @@ from kubetensor.chain.economics import (
     distribute,
     split_entry,
 )
-from kubetensor.chain.settlement import Settlement, SettlementEntry
+from kubetensor.core.settlement import Settlement, SettlementEntry
 
 ONE = 1 << 32
 HOT = "a" * 64

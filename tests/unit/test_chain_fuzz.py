@@ -18,11 +18,11 @@ import pytest
 from google.protobuf.message import DecodeError, Message
 from kubetensor.chain import client, wire
 from kubetensor.chain.service import ChainService
-from kubetensor.chain.settlement import Settlement
 from kubetensor.chain.transactions import AddStake, RemoveStake, SetDelegateTake
 from kubetensor.chain.verify import verify_ledger
 from kubetensor.core.errors import KubetensorError
 from kubetensor.core.keys import Keypair
+from kubetensor.core.settlement import Settlement
 from kubetensor.v1 import chain_pb2, consensus_pb2
 
 from tests.chain_support import ONE, TAO, keypair, make_settlement, started_service

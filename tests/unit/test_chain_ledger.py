@@ -14,11 +14,10 @@ from kubetensor.chain import client, keyfile, wallet, wire
 from kubetensor.chain.block import Block, SealedBlock
 from kubetensor.chain.errors import KeyFileError
 from kubetensor.chain.ledger import Ledger
-from kubetensor.chain.settlement import Settlement
 from kubetensor.chain.verify import verify_blocks, verify_ledger
-from kubetensor.consensus import settlement as consensus_settlement
 from kubetensor.consensus.client import settlement_from_proto as consensus_from_proto
 from kubetensor.consensus.servicer import settlement_to_proto as consensus_to_proto
+from kubetensor.core.settlement import Settlement
 
 from tests.chain_support import (
     AUTHORITY,
@@ -181,32 +180,15 @@ def test_verify_reports_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
     assert verify_ledger(tmp_path / "absent").ok is False
 
 
-def test_chain_settlement_hash_agrees_with_the_consensus_encoding() -> None:
+def test_settlement_crosses_both_services_wire_edges_with_its_hash() -> None:
     entries = [(f"{i + 1:064x}", (i * 7919) % ONE, (i * 104729) % ONE, i * 1_000_003) for i in range(6)]
-    chain_side = make_settlement(netuid=3, epoch=9, entries=entries, previous_hash="ab" * 32)
-    consensus_side = consensus_settlement.Settlement(
-        netuid=3,
-        epoch=9,
-        block=chain_side.block,
-        metagraph_digest=chain_side.metagraph_digest,
-        weights_digest=chain_side.weights_digest,
-        entries=tuple(
-            consensus_settlement.SettlementEntry(
-                uid=e.uid,
-                hotkey=e.hotkey,
-                incentive=e.incentive,
-                dividends=e.dividends,
-                emission_rao=e.emission_rao,
-            )
-            for e in chain_side.entries
-        ),
-        previous_hash="ab" * 32,
-    )
-    assert chain_side.hash == consensus_side.hash
-    # And through the wire: what the consensus servicer sends is what the chain decodes and hashes.
-    assert wire.settlement_from_proto(consensus_to_proto(consensus_side)).hash == consensus_side.hash
-    assert consensus_from_proto(wire.settlement_to_proto(chain_side)).hash == chain_side.hash
-    assert Settlement.decode(consensus_side.encode()) == chain_side
+    settlement = make_settlement(netuid=3, epoch=9, entries=entries, previous_hash="ab" * 32)
+    # What the consensus servicer sends is what the chain decodes and hashes, and back.
+    from_consensus = wire.settlement_from_proto(consensus_to_proto(settlement))
+    assert (from_consensus, from_consensus.hash) == (settlement, settlement.hash)
+    from_chain = consensus_from_proto(wire.settlement_to_proto(settlement))
+    assert (from_chain, from_chain.hash) == (settlement, settlement.hash)
+    assert Settlement.decode(settlement.encode()) == settlement
 
 
 def test_authority_key_file_is_created_owner_only_and_reused(tmp_path: Path) -> None:

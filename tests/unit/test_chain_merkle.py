@@ -10,7 +10,7 @@ from eth_utils.crypto import keccak
 from kubetensor.chain.economics import Credit, CreditReason, HotkeyTerms, distribute
 from kubetensor.chain.evm import merkle
 from kubetensor.chain.evm.merkle import CreditTree, HotkeyCredit
-from kubetensor.chain.settlement import Settlement
+from kubetensor.core.settlement import Settlement
 
 from tests.chain_support import ONE, keypair, make_settlement
 

@@ -1,4 +1,4 @@
-"""Unit tests for settlement hashing (kubetensor.consensus.settlement, canonical) and its wire form."""
+"""Unit tests for settlement hashing (kubetensor.core.settlement, canonical) and its wire form."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from kubetensor.consensus.client import settlement_from_proto
 from kubetensor.consensus.fixed import ONE
 from kubetensor.consensus.servicer import settlement_to_proto
-from kubetensor.consensus.settlement import Settlement, SettlementEntry
 from kubetensor.core import canonical
+from kubetensor.core.settlement import Settlement, SettlementEntry
 
 SETTLEMENT = Settlement(
     netuid=2,
@@ -46,6 +46,11 @@ def test_settlement_hash_is_sha256_of_its_canonical_encoding() -> None:
     assert SETTLEMENT.hash == hashlib.sha256(encoded).hexdigest()
     assert encoded.startswith(b'{"block":2520,"entries":[{"dividends":1431655765,"emission_rao":98400000000,')
     assert b'"format":"kubetensor.settlement/v1"' in encoded
+
+
+def test_settlement_hash_is_the_one_ledgers_already_hold() -> None:
+    # Pinned: settlements recorded before (consensus stores, chain ledgers) must keep verifying.
+    assert SETTLEMENT.hash == "45da3659424d96c4b69a63b3db140048acfaacab7638cc23ba492a81e89ed26e"
 
 
 @pytest.mark.parametrize(

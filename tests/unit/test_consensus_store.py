@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from kubetensor.consensus.errors import SettlementConflictError, StateMismatchError
 from kubetensor.consensus.metagraph import Metagraph, SubnetRules
-from kubetensor.consensus.settlement import Receipt, Settlement, SettlementEntry
+from kubetensor.consensus.settlement import Receipt, settlement_of_epoch
 from kubetensor.consensus.settlementlog import LocalSettlementLog
 from kubetensor.consensus.store import ConsensusStore, NonceRecord
 from kubetensor.consensus.yuma import EpochParams, run_epoch
+from kubetensor.core.settlement import Settlement, SettlementEntry
 
 BLOCK_NS = 100_000_000
 RULES = SubnetRules(min_allowed_weights=1, weights_rate_limit=0)
@@ -24,7 +25,7 @@ def open_store(path: Path, *, netuid: int = 1, block_ns: int = BLOCK_NS, now_ns:
 
 def settle(store: ConsensusStore, metagraph: Metagraph, *, block: int, previous_hash: str) -> Metagraph:
     result = run_epoch(metagraph.epoch_inputs(block=block), EpochParams(tempo=10))
-    settlement = Settlement.from_epoch(
+    settlement = settlement_of_epoch(
         metagraph=metagraph, result=result, block=block, previous_hash=previous_hash
     )
     after = metagraph.after_epoch(result, block=block)

@@ -12,11 +12,8 @@ from the last block it had scanned).
 
 from __future__ import annotations
 
-import asyncio
-import json
+import functools
 import logging
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubetensor.chain import keyfile
@@ -24,31 +21,13 @@ from kubetensor.chain.errors import ChainError
 from kubetensor.chain.service import ChainService
 from kubetensor.chain.servicer import SERVICE_NAME, create_server
 from kubetensor.chain.settings import ChainSettings
-from kubetensor.core import grpcserver, metrics, telemetry
+from kubetensor.core import grpcserver, metrics, process
 
 if TYPE_CHECKING:
     from kubetensor.chain.evm.anchorer import EvmAnchorer
     from kubetensor.chain.evm.store import AnchorStore
 
 _log = logging.getLogger("kubetensor.chain")
-
-
-def _write_ready_file(path: Path, *, address: str, port: int, authority: str, metrics_port: int) -> None:
-    """Write the ready file atomically (a reader never sees half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(
-        json.dumps(
-            {
-                "address": address,
-                "port": port,
-                "pid": os.getpid(),
-                "authority": authority,
-                "metrics_port": metrics_port,
-            }
-        )
-    )
-    partial.replace(path)
 
 
 def _anchorer(settings: ChainSettings, service: ChainService) -> tuple[EvmAnchorer, AnchorStore]:
@@ -119,7 +98,7 @@ async def serve(settings: ChainSettings) -> None:
             info.authority,
         )
         if settings.ready_file is not None:
-            _write_ready_file(
+            process.write_ready_file(
                 settings.ready_file,
                 address=address,
                 port=port,
@@ -143,20 +122,19 @@ async def serve(settings: ChainSettings) -> None:
 
 def main() -> None:
     settings = ChainSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    process.configure_logging(settings.log_level)
     # web3 logs the full RPC URL, which may carry credentials or an API key (at INFO on disconnect,
     # with every response at DEBUG); the anchorer logs what matters with the URL redacted.
     logging.getLogger("web3").setLevel(max(logging.WARNING, logging.getLogger().level))
-    tracing = telemetry.configure("kubetensor-chain")
-    try:
-        asyncio.run(serve(settings))
-    except ChainError as error:  # a ledger or key file that cannot be used: say why, no traceback
-        _log.error("cannot start: %s", error)
-        raise SystemExit(1) from None
-    finally:
-        tracing.shutdown()
+    # A ledger or key file that cannot be used: say why, no traceback.
+    process.run(
+        functools.partial(serve, settings),
+        service_name="kubetensor-chain",
+        log=_log,
+        refusals=(ChainError,),
+        refusal="cannot start",
+        exit_code=1,
+    )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ from functools import cached_property
 from typing import Any
 
 from kubetensor.chain.economics import Credit, CreditReason
-from kubetensor.chain.settlement import Settlement
 from kubetensor.chain.state import ChainParams
 from kubetensor.chain.transactions import SignedTransaction
 from kubetensor.core import canonical, keys
+from kubetensor.core.settlement import Settlement
 
 FORMAT = "kubetensor.block/v1"
 BLOCK_DOMAIN = "ChainBlock"

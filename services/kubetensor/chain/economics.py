@@ -33,7 +33,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kubetensor.chain.settlement import Settlement, SettlementEntry
+from kubetensor.core.settlement import Settlement, SettlementEntry
 
 U16_DENOMINATOR = 65_535
 DEFAULT_TAKE = 11_796

@@ -1,6 +1,6 @@
 """Errors the chain sidecar raises; each is a ``kubetensor.core.errors`` category, hence a gRPC code.
 
-Raised by ``transactions`` and ``settlement`` (field shapes), ``state`` (the ledger's rules), ``service``
+Raised by ``transactions`` and ``wire`` (field shapes), ``state`` (the ledger's rules), ``service``
 (signatures, submitters, storage) and ``authority``/``ledger`` (start-up); mapped to status codes once,
 by ``kubetensor.core.grpcserver.ErrorInterceptor``. Every refusal leaves the ledger unchanged, the
 account's nonce included.

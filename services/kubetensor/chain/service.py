@@ -41,7 +41,6 @@ from kubetensor.chain.errors import (
 )
 from kubetensor.chain.ledger import Head, Ledger
 from kubetensor.chain.metrics import ChainMetrics
-from kubetensor.chain.settlement import Settlement
 from kubetensor.chain.state import (
     ChainParams,
     ChainState,
@@ -52,6 +51,7 @@ from kubetensor.chain.state import (
 )
 from kubetensor.chain.transactions import SUBMIT_SETTLEMENT, SignedTransaction, public_key_hex
 from kubetensor.core import keys, telemetry
+from kubetensor.core.settlement import Settlement
 
 _log = logging.getLogger(__name__)
 

@@ -38,7 +38,6 @@ from kubetensor.chain.errors import (
     UnknownHotkeyError,
     WrongNonceError,
 )
-from kubetensor.chain.settlement import MAX_RAO, Settlement, check_range
 from kubetensor.chain.transactions import (
     AddStake,
     RegisterHotkey,
@@ -46,8 +45,10 @@ from kubetensor.chain.transactions import (
     RemoveStake,
     SetDelegateTake,
     SignedTransaction,
+    check_range,
 )
 from kubetensor.core import canonical
+from kubetensor.core.settlement import MAX_RAO, Settlement
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kubetensor.chain.errors import BadSignatureError, MalformedRequestError
-from kubetensor.chain.settlement import MAX_NETUID, MAX_RAO, check_range
 from kubetensor.core import canonical, keys
+from kubetensor.core.settlement import MAX_NETUID, MAX_RAO
 
 U16_MAX = 65_535
 
@@ -50,6 +50,13 @@ def public_key_hex(field: str, value: object) -> str:
             field, f"expected a 32-byte ed25519 public key (64 hex characters), got {len(raw)} bytes"
         )
     return raw.hex()
+
+
+def check_range(field: str, value: int, *, low: int, high: int) -> int:
+    """``value`` if ``low <= value <= high``, else MalformedRequestError naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise MalformedRequestError(field, f"expected an integer in [{low}, {high}], got {value!r}")
+    return value
 
 
 def _amount(field: str, value: int) -> int:

@@ -16,7 +16,6 @@ from kubetensor.chain.block import SealedBlock, Submitter
 from kubetensor.chain.economics import Credit, CreditReason
 from kubetensor.chain.errors import MalformedRequestError
 from kubetensor.chain.service import Receipt, SettlementSubmission, TransactionReceipt
-from kubetensor.chain.settlement import MAX_RAO, Settlement, SettlementEntry
 from kubetensor.chain.transactions import (
     ADD_STAKE,
     REGISTER_HOTKEY,
@@ -32,6 +31,7 @@ from kubetensor.chain.transactions import (
     SignedTransaction,
     Transaction,
 )
+from kubetensor.core.settlement import MAX_RAO, MalformedSettlementError, Settlement, SettlementEntry
 from kubetensor.v1 import chain_pb2, common_pb2, consensus_pb2
 
 ONE = 1 << 32
@@ -90,15 +90,19 @@ def settlement_from_proto(message: consensus_pb2.Settlement) -> Settlement:
         )
         for index, entry in enumerate(message.entries)
     )
-    settlement = Settlement(
-        netuid=message.netuid,
-        epoch=message.epoch,
-        block=message.block,
-        metagraph_digest=message.metagraph_digest,
-        weights_digest=message.weights_digest,
-        entries=entries,
-        previous_hash=message.previous_hash,
-    )
+    try:
+        settlement = Settlement(
+            netuid=message.netuid,
+            epoch=message.epoch,
+            block=message.block,
+            metagraph_digest=message.metagraph_digest,
+            weights_digest=message.weights_digest,
+            entries=entries,
+            previous_hash=message.previous_hash,
+        )
+    except MalformedSettlementError as error:
+        # The chain's own refusal, so callers (and verify) see one ChainError hierarchy.
+        raise MalformedRequestError(error.field, error.problem) from None
     if message.hash and message.hash != settlement.hash:
         raise MalformedRequestError(
             "settlement.hash", f"is not the settlement's canonical hash (expected {settlement.hash})"

@@ -9,12 +9,9 @@ safe: every change is one SQLite transaction, and the next start resumes from th
 
 from __future__ import annotations
 
-import asyncio
-import json
+import functools
 import logging
-import os
 import time
-from pathlib import Path
 
 from kubetensor.consensus.chainclient import ChainSidecar
 from kubetensor.consensus.clock import WallClock
@@ -26,19 +23,9 @@ from kubetensor.consensus.settlement import SettlementSink
 from kubetensor.consensus.settlementlog import LocalSettlementLog
 from kubetensor.consensus.stake import GenesisStake, StakeSource
 from kubetensor.consensus.store import ConsensusStore
-from kubetensor.core import grpcserver, metrics, telemetry
+from kubetensor.core import grpcserver, metrics, process
 
 _log = logging.getLogger("kubetensor.consensus")
-
-
-def _write_ready_file(path: Path, *, address: str, port: int, metrics_port: int) -> None:
-    """Write the ready file atomically (a reader never sees half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(
-        json.dumps({"address": address, "port": port, "pid": os.getpid(), "metrics_port": metrics_port})
-    )
-    partial.replace(path)
 
 
 async def serve(settings: ConsensusSettings) -> None:
@@ -74,7 +61,7 @@ async def serve(settings: ConsensusSettings) -> None:
             settings.state_path,
         )
         if settings.ready_file is not None:
-            _write_ready_file(
+            process.write_ready_file(
                 settings.ready_file, address=address, port=port, metrics_port=endpoint.port if endpoint else 0
             )
         received = await grpcserver.wait_for_termination()
@@ -93,18 +80,14 @@ async def serve(settings: ConsensusSettings) -> None:
 
 def main() -> None:
     settings = ConsensusSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    process.configure_logging(settings.log_level)
+    # A refusal to start (a state file of another subnet, ...) is one clear line, not a traceback.
+    process.run(
+        functools.partial(serve, settings),
+        service_name="kubetensor-consensus",
+        log=_log,
+        refusals=(ConsensusError,),
     )
-    tracing = telemetry.configure("kubetensor-consensus")
-    try:
-        asyncio.run(serve(settings))
-    except ConsensusError as error:
-        # A refusal to start (a state file of another subnet, ...) is one clear line, not a traceback.
-        _log.error("not starting: %s", error)
-        raise SystemExit(2) from None
-    finally:
-        tracing.shutdown()
 
 
 if __name__ == "__main__":

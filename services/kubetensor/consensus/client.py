@@ -14,9 +14,9 @@ import grpc
 
 from kubetensor.consensus.fixed import ONE
 from kubetensor.consensus.service import DEREGISTER_NEURON, REGISTER_NEURON, SET_WEIGHTS
-from kubetensor.consensus.settlement import Settlement, SettlementEntry
 from kubetensor.core import grpctracing, signing
 from kubetensor.core.keys import Keypair
+from kubetensor.core.settlement import Settlement, SettlementEntry
 from kubetensor.v1 import common_pb2, consensus_pb2, consensus_pb2_grpc
 
 

@@ -48,11 +48,12 @@ from kubetensor.consensus.errors import (
 )
 from kubetensor.consensus.metagraph import Metagraph, SubnetRules
 from kubetensor.consensus.metrics import ConsensusMetrics
-from kubetensor.consensus.settlement import Receipt, Settlement, SettlementSink
+from kubetensor.consensus.settlement import Receipt, SettlementSink, settlement_of_epoch
 from kubetensor.consensus.stake import StakeSource
 from kubetensor.consensus.store import ConsensusStore, NonceRecord, SettlementRecord
 from kubetensor.consensus.yuma import EpochParams, run_epoch
 from kubetensor.core import keys, telemetry
+from kubetensor.core.settlement import Settlement
 
 _log = logging.getLogger(__name__)
 
@@ -380,7 +381,7 @@ class ConsensusService:
             stakes = await self._stake_source.stakes([neuron.hotkey for neuron in current.registered])
             staked = current.with_stakes(stakes)
             result = run_epoch(staked.epoch_inputs(block=block), self._config.params)
-            settlement = Settlement.from_epoch(
+            settlement = settlement_of_epoch(
                 metagraph=staked, result=result, block=block, previous_hash=self._last_hash
             )
             self._commit(staked.after_epoch(result, block=block), settlement=settlement)

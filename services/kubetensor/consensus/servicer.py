@@ -24,8 +24,8 @@ from kubetensor.consensus.service import (
     WeightSubmission,
 )
 from kubetensor.consensus.settings import ConsensusSettings
-from kubetensor.consensus.settlement import Settlement
 from kubetensor.core import grpcserver, signing
+from kubetensor.core.settlement import Settlement
 from kubetensor.v1 import common_pb2, consensus_pb2, consensus_pb2_grpc
 
 SERVICE_NAME = "kubetensor.v1.ConsensusService"

@@ -7,8 +7,9 @@ original receipt, a different one for a recorded (netuid, epoch) raises ``Settle
 
 from __future__ import annotations
 
-from kubetensor.consensus.settlement import Receipt, Settlement
+from kubetensor.consensus.settlement import Receipt
 from kubetensor.consensus.store import ConsensusStore
+from kubetensor.core.settlement import Settlement
 
 
 class LocalSettlementLog:

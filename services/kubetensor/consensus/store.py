@@ -28,7 +28,8 @@ from pathlib import Path
 
 from kubetensor.consensus.errors import SettlementConflictError, StateMismatchError
 from kubetensor.consensus.metagraph import Metagraph, Neuron, WeightRow
-from kubetensor.consensus.settlement import Receipt, Settlement
+from kubetensor.consensus.settlement import Receipt
+from kubetensor.core.settlement import Settlement
 
 SCHEMA_VERSION = 1
 

@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from kubetensor.core import errors, grpctracing, telemetry
+from kubetensor.core import errors, grpchandlers, grpctracing, telemetry
 
 _log = logging.getLogger(__name__)
 
@@ -93,37 +93,17 @@ def _wrap(behaviour: Callable[..., Any] | None, method: str, *, streaming: bool)
     return _wrap_unary(behaviour, method)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(grpchandlers.WrappingInterceptor):
     """Answers ``KubetensorError`` with its category's code and anything else with INTERNAL."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap(handler.unary_unary, method, streaming=False), **kwargs
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap(handler.unary_stream, method, streaming=True), **kwargs
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap(handler.stream_unary, method, streaming=False), **kwargs
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap(handler.stream_stream, method, streaming=True), **kwargs
+    def wrap(self, handler: grpc.RpcMethodHandler, call: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = call.method
+        wrapped = _wrap(
+            grpchandlers.behaviour(handler),
+            method,
+            streaming=grpchandlers.kind(handler) in ("unary_stream", "stream_stream"),
         )
+        return grpchandlers.replace(handler, wrapped)
 
 
 def new_server(*, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:

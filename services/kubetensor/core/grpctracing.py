@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from kubetensor.core import telemetry
+from kubetensor.core import grpchandlers, telemetry
 
 _HEALTH = "/grpc.health.v1.Health/"
 
@@ -121,29 +121,17 @@ def _server_stream(
     return wrapper
 
 
-class ServerTracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ServerTracingInterceptor(grpchandlers.WrappingInterceptor):
     """A SERVER span per unary or server-streaming call, continuing the caller's trace."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(_HEALTH):
+    def wrap(self, handler: grpc.RpcMethodHandler, call: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = call.method
+        if method.startswith(_HEALTH):
             return handler
-        metadata = handler_call_details.invocation_metadata
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _server_unary(handler.unary_unary, method, metadata), **kwargs
-            )
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            return grpc.unary_stream_rpc_method_handler(
-                _server_stream(handler.unary_stream, method, metadata), **kwargs
-            )
+        metadata = call.invocation_metadata
+        behaviour = grpchandlers.behaviour(handler)
+        if grpchandlers.kind(handler) == "unary_unary":
+            return grpchandlers.replace(handler, _server_unary(behaviour, method, metadata))
+        if grpchandlers.kind(handler) == "unary_stream" and inspect.isasyncgenfunction(behaviour):
+            return grpchandlers.replace(handler, _server_stream(behaviour, method, metadata))
         return handler

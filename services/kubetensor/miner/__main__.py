@@ -8,14 +8,11 @@ tasks and RPCs get ``grace_seconds``, then everything closes.
 
 from __future__ import annotations
 
-import asyncio
-import json
+import functools
 import logging
-import os
-from pathlib import Path
 
 from kubetensor.consensus.client import ConsensusClient
-from kubetensor.core import bus, grpcserver, metrics, telemetry
+from kubetensor.core import bus, grpcserver, metrics, process
 from kubetensor.core.metagraphview import MetagraphView, from_response
 from kubetensor.miner.completions import CompletionsClient
 from kubetensor.miner.errors import MinerError
@@ -26,24 +23,6 @@ from kubetensor.miner.settings import MinerSettings
 from kubetensor.miner.subscriber import TaskSubscriber
 
 _log = logging.getLogger("kubetensor.miner")
-
-
-def _write_ready_file(path: Path, *, address: str, port: int, hotkey: str, metrics_port: int) -> None:
-    """Write the ready file atomically (a reader never sees half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(
-        json.dumps(
-            {
-                "address": address,
-                "port": port,
-                "pid": os.getpid(),
-                "hotkey": hotkey,
-                "metrics_port": metrics_port,
-            }
-        )
-    )
-    partial.replace(path)
 
 
 async def serve(settings: MinerSettings) -> None:
@@ -103,7 +82,7 @@ async def serve(settings: MinerSettings) -> None:
             address,
         )
         if settings.ready_file is not None:
-            _write_ready_file(
+            process.write_ready_file(
                 settings.ready_file,
                 address=address,
                 port=port,
@@ -129,18 +108,14 @@ async def serve(settings: MinerSettings) -> None:
 
 def main() -> None:
     settings = MinerSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    process.configure_logging(settings.log_level)
+    # A refusal to start (no hotkey, an engine that never came up) is one clear line, not a traceback.
+    process.run(
+        functools.partial(serve, settings),
+        service_name="kubetensor-miner",
+        log=_log,
+        refusals=(MinerError, ValueError),
     )
-    tracing = telemetry.configure("kubetensor-miner")
-    try:
-        asyncio.run(serve(settings))
-    except (MinerError, ValueError) as error:
-        # A refusal to start (no hotkey, an engine that never came up) is one clear line, not a traceback.
-        _log.error("not starting: %s", error)
-        raise SystemExit(2) from None
-    finally:
-        tracing.shutdown()
 
 
 if __name__ == "__main__":

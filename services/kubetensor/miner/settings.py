@@ -9,15 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from kubetensor.core.hotkey import load_hotkey
-from kubetensor.core.keys import Keypair
+from kubetensor.core.hotkey import HotkeySettings
 
 ENV_PREFIX = "KT_MINER_"
 
 
-class MinerSettings(BaseSettings):
+class MinerSettings(HotkeySettings):
     """Settings of one miner process (one hotkey on one subnet)."""
 
     model_config = SettingsConfigDict(
@@ -25,10 +24,7 @@ class MinerSettings(BaseSettings):
     )
 
     # -- identity and network ---------------------------------------------------------------------------
-    hotkey_seed: SecretStr | None = None
-    """The hotkey's ed25519 seed, 64 hex characters (or use hotkey_file)."""
-    hotkey_file: Path | None = None
-    """A file holding the hotkey's seed as 64 hex characters (or use hotkey_seed)."""
+    # hotkey_seed and hotkey_file (and keypair()) come from HotkeySettings, shared with the other neuron.
     netuid: int = Field(default=1, ge=1, le=65_535)
     """The subnet this miner answers tasks on."""
     nats_url: str = "nats://127.0.0.1:4222"
@@ -73,7 +69,3 @@ class MinerSettings(BaseSettings):
     """Prometheus ``/metrics`` listen address, host:port (port 0 picks a free one; the ready file says
     which as "metrics_port"); empty: no metrics endpoint. Tracing is set by the standard ``OTEL_*``
     variables (``kubetensor.core.telemetry``), not here."""
-
-    def keypair(self) -> Keypair:
-        """The hotkey (ValueError naming the setting when it is missing or malformed)."""
-        return load_hotkey(seed=self.hotkey_seed, path=self.hotkey_file, prefix=ENV_PREFIX)

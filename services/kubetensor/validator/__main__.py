@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
-import os
 import random
-from pathlib import Path
 
 from kubetensor.consensus.client import ConsensusClient
-from kubetensor.core import bus, grpcserver, metrics, telemetry
+from kubetensor.core import bus, grpcserver, metrics, process
 from kubetensor.validator.consensus import ConsensusAdapter
 from kubetensor.validator.errors import ValidatorError
 from kubetensor.validator.server import SERVICE_NAME, create_server
@@ -28,24 +26,6 @@ from kubetensor.validator.taskclient import MinerTaskClient
 from kubetensor.validator.tasks import default_registry
 
 _log = logging.getLogger("kubetensor.validator")
-
-
-def _write_ready_file(path: Path, *, address: str, port: int, hotkey: str, metrics_port: int) -> None:
-    """Write the ready file atomically (a reader never sees half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(
-        json.dumps(
-            {
-                "address": address,
-                "port": port,
-                "pid": os.getpid(),
-                "hotkey": hotkey,
-                "metrics_port": metrics_port,
-            }
-        )
-    )
-    partial.replace(path)
 
 
 async def serve(settings: ValidatorSettings) -> None:
@@ -101,7 +81,7 @@ async def serve(settings: ValidatorSettings) -> None:
             settings.weights_interval_seconds,
         )
         if settings.ready_file is not None:
-            _write_ready_file(
+            process.write_ready_file(
                 settings.ready_file,
                 address=address,
                 port=port,
@@ -138,17 +118,13 @@ async def serve(settings: ValidatorSettings) -> None:
 
 def main() -> None:
     settings = ValidatorSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    process.configure_logging(settings.log_level)
+    process.run(
+        functools.partial(serve, settings),
+        service_name="kubetensor-validator",
+        log=_log,
+        refusals=(ValidatorError, ValueError),
     )
-    tracing = telemetry.configure("kubetensor-validator")
-    try:
-        asyncio.run(serve(settings))
-    except (ValidatorError, ValueError) as error:
-        _log.error("not starting: %s", error)
-        raise SystemExit(2) from None
-    finally:
-        tracing.shutdown()
 
 
 if __name__ == "__main__":

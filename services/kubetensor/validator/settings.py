@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from kubetensor.core.hotkey import load_hotkey
-from kubetensor.core.keys import Keypair
+from kubetensor.core.hotkey import HotkeySettings
 
 ENV_PREFIX = "KT_VALIDATOR_"
 
 
-class ValidatorSettings(BaseSettings):
+class ValidatorSettings(HotkeySettings):
     """Settings of one validator process (one hotkey on one subnet)."""
 
     model_config = SettingsConfigDict(
@@ -25,10 +24,7 @@ class ValidatorSettings(BaseSettings):
     )
 
     # -- identity and network ---------------------------------------------------------------------------
-    hotkey_seed: SecretStr | None = None
-    """The hotkey's ed25519 seed, 64 hex characters (or use hotkey_file)."""
-    hotkey_file: Path | None = None
-    """A file holding the hotkey's seed as 64 hex characters (or use hotkey_seed)."""
+    # hotkey_seed and hotkey_file (and keypair()) come from HotkeySettings, shared with the other neuron.
     netuid: int = Field(default=1, ge=1, le=65_535)
     """The subnet this validator scores."""
     nats_url: str = "nats://127.0.0.1:4222"
@@ -85,7 +81,3 @@ class ValidatorSettings(BaseSettings):
                 f"weights_interval_seconds ({self.weights_interval_seconds})"
             )
         return self
-
-    def keypair(self) -> Keypair:
-        """The hotkey (ValueError naming the setting when it is missing or malformed)."""
-        return load_hotkey(seed=self.hotkey_seed, path=self.hotkey_file, prefix=ENV_PREFIX)

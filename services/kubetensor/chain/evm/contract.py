@@ -40,7 +40,7 @@ from kubetensor.chain.errors import (
 )
 from kubetensor.chain.evm import artifact
 from kubetensor.chain.evm.merkle import CreditProof, CreditTree
-from kubetensor.chain.settlement import Settlement
+from kubetensor.core.settlement import Settlement
 
 _log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from eth_utils.crypto import keccak
 
 from kubetensor.chain.economics import Credit
-from kubetensor.chain.settlement import Settlement
+from kubetensor.core.settlement import Settlement
 
 LEAF_DOMAIN = keccak(b"kubetensor.credit/v1")
 EMPTY_ROOT = bytes(32)

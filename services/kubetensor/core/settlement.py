@@ -1,15 +1,22 @@
-"""The settlements the chain records: the consensus service's epoch outcomes, checked and hashed.
+"""Epoch settlements: what one epoch of a subnet decided, checked on construction and hashed.
 
-Built by ``wire.settlement_from_proto`` (the servicer and the verifier) and stored in blocks by
-``state``/``block``. The shape and the canonical encoding are those of ``kubetensor.consensus.settlement``
-(the ``Settlement`` message in consensus.proto documents them)::
+The one definition both sides use: the consensus service builds a ``Settlement`` per epoch
+(``kubetensor.consensus.settlement.settlement_of_epoch``), stores it and submits it; the chain sidecar
+decodes submitted ones (``kubetensor.chain.wire``) and stores them in blocks (``chain.state``/``block``).
+A settlement hash computed on either side must agree, so the type, its checks and its encoding live here.
+The wire translation stays at each service's edge (its servicer and client).
+
+The canonical encoding (``kubetensor.core.canonical``) of a settlement is the JSON object::
 
     {"format": "kubetensor.settlement/v1", "netuid": int, "epoch": int, "block": int,
      "metagraph_digest": hex, "weights_digest": hex, "previous_hash": hex or "",
      "entries": [{"uid": int, "hotkey": hex, "incentive": int, "dividends": int, "emission_rao": int}]}
 
-with ``incentive`` and ``dividends`` the raw I32F32 integers and entries in uid order. The chain
-recomputes ``hash`` itself; a submitted ``hash`` that disagrees is refused as malformed.
+with ``incentive`` and ``dividends`` the raw I32F32 integers (value = raw / 2**32, exact in a double)
+and entries in uid order, one per registered uid (a vacant uid, freed by a deregistration, has none).
+``hash`` is the hex sha256 of those bytes; ``previous_hash`` is the hash of the previous settlement of
+the same subnet ("" for epoch 1), so the sequence is a hash chain. A settlement whose fields are out of
+range or malformed is refused on construction with ``MalformedSettlementError`` naming the field.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from kubetensor.chain.errors import MalformedRequestError
 from kubetensor.core import canonical
+from kubetensor.core.errors import InvalidArgumentError
 
 FORMAT = "kubetensor.settlement/v1"
 MAX_RAO = (1 << 63) - 1
@@ -30,20 +37,23 @@ MAX_NETUID = 65_535
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def check_hex64(field: str, value: str, *, what: str) -> str:
-    """``value`` if it is 64 lowercase hex characters, else MalformedRequestError naming ``field``."""
+class MalformedSettlementError(InvalidArgumentError, ValueError):
+    """A settlement field is out of range or malformed (``field`` names it, as on the wire).
+
+    A ``ValueError`` too, as decoding stored bytes that are not a settlement is.
+    """
+
+
+def _check_hex64(field: str, value: str, *, what: str) -> None:
     if not _HEX64.fullmatch(value):
-        raise MalformedRequestError(
+        raise MalformedSettlementError(
             field, f"expected {what} as 64 lowercase hex characters, got {value[:80]!r}"
         )
-    return value
 
 
-def check_range(field: str, value: int, *, low: int, high: int) -> int:
-    """``value`` if ``low <= value <= high``, else MalformedRequestError naming ``field``."""
+def _check_range(field: str, value: int, *, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise MalformedRequestError(field, f"expected an integer in [{low}, {high}], got {value!r}")
-    return value
+        raise MalformedSettlementError(field, f"expected an integer in [{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -62,45 +72,52 @@ class SettlementEntry:
 
 @dataclass(frozen=True)
 class Settlement:
-    """One epoch's outcome for a subnet, as the consensus service settled it."""
+    """One epoch's outcome for a subnet, linked to the previous one by ``previous_hash``."""
 
     netuid: int
     epoch: int
+    """Sequential epoch number, from 1."""
     block: int
+    """Block the epoch ran in."""
     metagraph_digest: str
+    """``Metagraph.digest`` of the metagraph the epoch ran on (stake refreshed)."""
     weights_digest: str
+    """``Metagraph.weights_digest`` of the weights the epoch used."""
     entries: tuple[SettlementEntry, ...]
     previous_hash: str
+    """``hash`` of the previous settlement ("" for epoch 1)."""
 
     def __post_init__(self) -> None:
-        check_range("settlement.netuid", self.netuid, low=0, high=MAX_NETUID)
-        check_range("settlement.epoch", self.epoch, low=1, high=MAX_RAO)
-        check_range("settlement.block", self.block, low=0, high=MAX_RAO)
-        check_hex64("settlement.metagraph_digest", self.metagraph_digest, what="a sha256 digest")
-        check_hex64("settlement.weights_digest", self.weights_digest, what="a sha256 digest")
+        _check_range("settlement.netuid", self.netuid, low=0, high=MAX_NETUID)
+        _check_range("settlement.epoch", self.epoch, low=1, high=MAX_RAO)
+        _check_range("settlement.block", self.block, low=0, high=MAX_RAO)
+        _check_hex64("settlement.metagraph_digest", self.metagraph_digest, what="a sha256 digest")
+        _check_hex64("settlement.weights_digest", self.weights_digest, what="a sha256 digest")
         if self.previous_hash:
-            check_hex64("settlement.previous_hash", self.previous_hash, what="a settlement hash or ''")
+            _check_hex64("settlement.previous_hash", self.previous_hash, what="a settlement hash or ''")
         previous_uid = -1
         hotkeys: set[str] = set()
         total = 0
         for index, entry in enumerate(self.entries):
             field = f"settlement.entries[{index}]"
-            check_range(f"{field}.uid", entry.uid, low=0, high=MAX_NETUID)
+            _check_range(f"{field}.uid", entry.uid, low=0, high=MAX_NETUID)
             if entry.uid <= previous_uid:
-                raise MalformedRequestError(
+                raise MalformedSettlementError(
                     f"{field}.uid", "entries must be in strictly increasing uid order"
                 )
             previous_uid = entry.uid
-            check_hex64(f"{field}.hotkey", entry.hotkey, what="a hex ed25519 public key")
+            _check_hex64(f"{field}.hotkey", entry.hotkey, what="a hex ed25519 public key")
             if entry.hotkey in hotkeys:
-                raise MalformedRequestError(f"{field}.hotkey", "the hotkey appears in two entries")
+                raise MalformedSettlementError(f"{field}.hotkey", "the hotkey appears in two entries")
             hotkeys.add(entry.hotkey)
-            check_range(f"{field}.incentive", entry.incentive, low=0, high=MAX_RAO)
-            check_range(f"{field}.dividends", entry.dividends, low=0, high=MAX_RAO)
-            check_range(f"{field}.emission_rao", entry.emission_rao, low=0, high=MAX_RAO)
+            _check_range(f"{field}.incentive", entry.incentive, low=0, high=MAX_RAO)
+            _check_range(f"{field}.dividends", entry.dividends, low=0, high=MAX_RAO)
+            _check_range(f"{field}.emission_rao", entry.emission_rao, low=0, high=MAX_RAO)
             total += entry.emission_rao
         if total > MAX_RAO:
-            raise MalformedRequestError("settlement.entries", f"total emission {total} exceeds {MAX_RAO} rao")
+            raise MalformedSettlementError(
+                "settlement.entries", f"total emission {total} exceeds {MAX_RAO} rao"
+            )
 
     @property
     def key(self) -> tuple[int, int]:
@@ -134,9 +151,13 @@ class Settlement:
             ],
         }
 
+    def encode(self) -> bytes:
+        """The canonical bytes the hash covers."""
+        return canonical.encode(self.to_canonical())
+
     @cached_property
     def hash(self) -> str:
-        """Hex sha256 of the canonical encoding."""
+        """Hex sha256 of ``encode()``."""
         return canonical.digest(self.to_canonical())
 
     @classmethod
@@ -165,8 +186,8 @@ class Settlement:
 
     @classmethod
     def decode(cls, data: bytes) -> Settlement:
-        """The settlement whose canonical bytes are ``data``."""
+        """The settlement whose canonical bytes are ``data`` (as the stores keep them)."""
         settlement = cls.from_canonical(json.loads(data))
-        if canonical.encode(settlement.to_canonical()) != data:
+        if settlement.encode() != data:
             raise ValueError("the bytes are not the canonical encoding of a settlement")
         return settlement
