@@ -19,9 +19,8 @@ In the parent, three timings per size, each a list of rounds:
   scored, moving averages updated; the round's tail (state file saved with fsync, then the signed round
   report published) runs in the background and overlaps the next round's fan-out, which waits for it
   before it updates the averages, so back-to-back rounds still pay for it where it does not overlap;
-* ``kubetensor_fanout``: one ``MinerTaskClient.seal`` of N tasks (one signature) and the N concurrent
-  ``send`` calls (request, verify), all started at once (the round starts them in waves of
-  ``send_wave``, see ``ValidatorService``);
+* ``kubetensor_fanout``: one ``MinerTaskClient.seal`` of N tasks (one signature) and one
+  ``send_round`` of them (N requests in waves of 16, every reply verified), as the round does it;
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
 
 The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of the requester and of
@@ -292,9 +291,7 @@ async def measure(
                         for i, key in enumerate(keys)
                     ]
                 )
-                replies = await asyncio.gather(
-                    *(sender.send(task, timeout_s=5.0, trace=TraceContext.start()) for task in sealed)
-                )
+                replies = await sender.send_round(sealed, timeout_s=5.0, trace=TraceContext.start())
                 failures.extend(r.outcome.value for r in replies if r.outcome.value != "ok")
 
             fanout_times = await timed(rounds, warmup, one_fanout, cpu=meter, into=cpu["kubetensor_fanout"])

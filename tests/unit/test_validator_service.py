@@ -81,6 +81,7 @@ class Sender:
         self.sent: list[OutgoingTask] = []
         self.sealed: list[list[OutgoingTask]] = []
         self.reports: list[RoundSummary] = []
+        self.waves: list[int] = []
 
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]:
         self.sealed.append(list(tasks))
@@ -94,6 +95,14 @@ class Sender:
             return Reply(what, timeout_s if what is Outcome.TIMEOUT else 0.001)
         answer = problem_of(task.prompt).answer if what == "right" else "zz"
         return Reply(Outcome.OK, 0.01, completion=answer)
+
+    async def send_round(
+        self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int
+    ) -> list[Reply]:
+        self.waves.append(wave)
+        return list(
+            await asyncio.gather(*(self.send(task, timeout_s=timeout_s, trace=trace) for task in sealed))
+        )
 
     async def publish_report(self, summary: RoundSummary) -> None:
         self.reports.append(summary)
@@ -153,33 +162,15 @@ async def test_sample_size_bounds_the_miners_per_round(tmp_path: Path) -> None:
     assert len(sender.sent) == 2
 
 
-class FlushingSender(Sender):
-    """Like a NATS client: the first send schedules a flush, which runs at the loop's next turn and
-    records how many tasks had been started (signed and published) by then."""
-
-    def __init__(self, behaviour: dict[str, str | Outcome]) -> None:
-        super().__init__(behaviour)
-        self.started_at_first_flush: int | None = None
-
-    async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
-        task = sealed.task
-        if not self.sent:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self.sent.append(task)
-        await asyncio.sleep(0.01)  # the miner's answer comes back later
-        return Reply(Outcome.OK, 0.01, completion=problem_of(task.prompt).answer)
-
-    def _flush(self) -> None:
-        self.started_at_first_flush = len(self.sent)
-
-
-@pytest.mark.parametrize(("send_wave", "first_flush"), [(2, 2), (16, 5)])
-async def test_tasks_go_out_in_waves_of_send_wave(tmp_path: Path, send_wave: int, first_flush: int) -> None:
-    sender = FlushingSender({})
+@pytest.mark.parametrize("send_wave", [2, 16])
+async def test_the_round_goes_to_the_sender_at_once_with_its_send_wave(
+    tmp_path: Path, send_wave: int
+) -> None:
+    sender = Sender({hotkey: "right" for hotkey in MINERS})
     summary = await validator(tmp_path, Consensus(metagraph()), sender, send_wave=send_wave).run_round()
     assert summary is not None
-    # The first wave reaches the transport before the next one is signed; every miner is asked once.
-    assert sender.started_at_first_flush == first_flush
+    # One send_round per round, with every sampled miner's task; the sender paces the waves.
+    assert sender.waves == [send_wave]
     assert sorted(task.miner_hotkey for task in sender.sent) == sorted(MINERS)
     assert all(s.outcome is Outcome.OK for s in summary.scores)
 

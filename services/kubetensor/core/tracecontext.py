@@ -45,6 +45,12 @@ class TraceContext:
         """A new span in the same trace, whose parent is this span."""
         return TraceContext(self.trace_id, secrets.token_hex(8), self.flags)
 
+    def children(self, count: int) -> list[TraceContext]:
+        """``count`` new spans whose parent is this span (``child`` ``count`` times, one draw of
+        random bytes)."""
+        ids = secrets.token_bytes(8 * count).hex()
+        return [TraceContext(self.trace_id, ids[16 * i : 16 * i + 16], self.flags) for i in range(count)]
+
     @property
     def traceparent(self) -> str:
         """The ``traceparent`` header value of this span."""

@@ -10,9 +10,9 @@ Composed by ``__main__``; the tests drive ``run_round`` directly. Each round:
    miner at once (``TaskSender``); the round waits at most ``task_timeout_s``, so a miner that hangs or
    is gone costs the round nothing but its own zero. All the round's tasks are built first (one task id
    and nonce per miner, one deadline) and sealed under one signed round envelope (``seal``: a single
-   signature, whatever the number of miners); then they start in waves of ``send_wave`` (``_fan_out``):
-   a wave is handed to NATS, then the event loop runs once so the NATS client sends it while the next
-   wave starts, and replies to early waves are checked while later waves are still out;
+   signature, whatever the number of miners); then they go out in waves of ``send_wave`` (the sender's
+   ``send_round``): a wave is handed to NATS, then the event loop runs once so the NATS client sends it
+   while the next wave starts, and replies to early waves are checked while later waves are still out;
 4. scores each reply (``scoring.task_score``: the plug-in's correctness with a latency tiebreak; any
    failure is 0) and folds the scores into the per-uid moving averages;
 5. when ``weights_interval_s`` has passed since the last accepted weights (or ``retry_s`` since a
@@ -59,7 +59,12 @@ class TaskSender(Protocol):
 
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]: ...
 
-    async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply: ...
+    async def send_round(
+        self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int
+    ) -> list[Reply]:
+        """One checked reply per task, in order, within ``timeout_s``; ``wave`` tasks go out per turn
+        of the event loop; a task that could not be sent is FAILED, whatever the others do."""
+        ...
 
     async def publish_report(self, summary: RoundSummary) -> None: ...
 
@@ -212,14 +217,16 @@ class ValidatorService:
     async def _fan_out(
         self, sample: list[NeuronView], challenge: Challenge, *, trace: TraceContext
     ) -> list[tuple[str, Reply]]:
-        """Seal one round for every sampled miner, then query them concurrently, ``send_wave`` at a time
-        (see the module doc)."""
+        """Seal one round for every sampled miner, then query them all, ``send_wave`` at a time (see the
+        module doc)."""
         if not sample:
             return []
         deadline_unix_ms = time.time_ns() // 1_000_000 + round(self._task_timeout_s * 1000)
+        # One draw of random bytes for every task id of the round.
+        ids = secrets.token_bytes(16 * len(sample)).hex()
         tasks = [
             OutgoingTask(
-                task_id=secrets.token_hex(16),
+                task_id=ids[32 * i : 32 * i + 32],
                 netuid=self.netuid,
                 task_type=self._kind.name,
                 prompt=challenge.prompt,
@@ -228,32 +235,13 @@ class ValidatorService:
                 nonce=self._next_nonce(),
                 deadline_unix_ms=deadline_unix_ms,
             )
-            for neuron in sample
+            for i, neuron in enumerate(sample)
         ]
         sealed = self._sender.seal(tasks)
-        queries: list[asyncio.Task[tuple[str, Reply]]] = []
-        try:
-            for first in range(0, len(sample), self._send_wave):
-                last = first + self._send_wave
-                wave = zip(sample[first:last], sealed[first:last], strict=True)
-                queries.extend(asyncio.create_task(self._query(n, task, trace=trace)) for n, task in wave)
-                # One turn of the event loop: this wave's tasks publish, the NATS client's flusher sends
-                # them, then the next wave is started.
-                await asyncio.sleep(0)
-            return list(await asyncio.gather(*queries))
-        except BaseException:
-            for query in queries:
-                query.cancel()
-            raise
-
-    async def _query(self, neuron: NeuronView, task: SealedTask, *, trace: TraceContext) -> tuple[str, Reply]:
-        try:
-            reply = await self._sender.send(task, timeout_s=self._task_timeout_s, trace=trace.child())
-        except Exception as error:
-            # A transport failure (NATS reconnecting, ...) costs this miner this task, not the round.
-            _log.warning("sending a task to uid %d failed: %s", neuron.uid, error)
-            reply = Reply(Outcome.FAILED, self._task_timeout_s, detail=f"send failed: {error}")
-        return task.task.task_id, reply
+        replies = await self._sender.send_round(
+            sealed, timeout_s=self._task_timeout_s, trace=trace, wave=self._send_wave
+        )
+        return [(task.task_id, reply) for task, reply in zip(tasks, replies, strict=True)]
 
     def _score(
         self, sample: list[NeuronView], replies: list[tuple[str, Reply]], challenge: Challenge

@@ -1,31 +1,39 @@
 """``MinerTaskClient``: the validator's NATS edge: a signed round out, checked replies in, reports out.
 
 Composed by ``__main__`` (one per validator process) and the tests; ``ValidatorService`` calls ``seal``
-once per round with every sampled miner's ``OutgoingTask``, then ``send`` for each, concurrently, and
+once per round with every sampled miner's ``OutgoingTask``, then ``send_round`` with all of them, and
 ``publish_report`` after the round. It translates only. ``seal`` (``seal_round``): the round's shared
 fields and the Merkle root (``kubetensor.core.merkle``) over every miner's serialized ``TaskLeaf``
 (task id, miner hotkey, nonce) go into one ``RoundEnvelope``, signed once by the validator's hotkey;
-each miner's wire ``Task`` is that envelope, the signature, its leaf and its proof. ``send``: request/reply
-to ``kt.<netuid>.miner.<hotkey>.task`` with a ``traceparent`` header and a timeout; the reply ->
+each miner's wire ``Task`` is that envelope, the signature, its leaf and its proof. ``send_round`` (and
+``send``, one task): request/reply to ``kt.<netuid>.miner.<hotkey>.task`` with a ``traceparent`` header
+and a timeout; each reply ->
 ``Reply`` (``decode_reply``: a TaskResponse for this task, signed by that miner's hotkey, or the outcome
 that says what was wrong). Subjects and headers: ``kubetensor.core.subjects``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Sequence
 
 import nats.errors
 from google.protobuf.message import DecodeError
-from nats.aio.client import Client
+from nats.aio.client import NO_RESPONDERS_STATUS, Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import Header
 from opentelemetry.trace import SpanKind
 
 from kubetensor.core import keys, merkle, signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import common_pb2, task_pb2
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask, SealedTask
+
+_log = logging.getLogger(__name__)
 
 _STATUS_OUTCOMES = {
     task_pb2.TASK_STATUS_OK: Outcome.OK,
@@ -135,17 +143,158 @@ def report_to_proto(summary: RoundSummary, *, keypair: keys.Keypair) -> task_pb2
     return report
 
 
+class _Round:
+    """The replies one ``send_round`` is waiting for, by index, and when each task went out."""
+
+    __slots__ = ("done", "left", "replies", "sent_at", "tasks")
+
+    def __init__(self, tasks: Sequence[SealedTask], done: asyncio.Future[None]) -> None:
+        self.tasks = tasks
+        self.sent_at = [0.0] * len(tasks)
+        self.replies: list[Reply | None] = [None] * len(tasks)
+        self.left = len(tasks)
+        self.done = done
+
+    def settle(self, index: int, reply: Reply) -> None:
+        """Keep the first reply for task ``index``; the round is done when every task has one."""
+        if self.replies[index] is not None:
+            return
+        self.replies[index] = reply
+        self.left -= 1
+        if not self.left and not self.done.done():
+            self.done.set_result(None)
+
+
 class MinerTaskClient:
     """Sends one validator's tasks to miners and publishes its round reports."""
 
     def __init__(self, client: Client, *, keypair: keys.Keypair) -> None:
         self._client = client
         self._keypair = keypair
+        self._inbox: str | None = None
+        self._replies: Subscription | None = None
+        self._waiting: dict[str, tuple[_Round, int]] = {}
 
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]:
         """``tasks`` as one round under one signed envelope, ready to ``send`` (see ``seal_round``)."""
         wires = seal_round(tasks, keypair=self._keypair)
         return [SealedTask(task, wire.SerializeToString()) for task, wire in zip(tasks, wires, strict=True)]
+
+    async def send_round(
+        self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int = 16
+    ) -> list[Reply]:
+        """Send a sealed round's tasks, ``wave`` at a time, and wait up to ``timeout_s`` for the checked
+        replies (one per task, in order; a task that could not be sent is FAILED).
+
+        With tracing on, each task is a ``send`` (its own PRODUCER span). Otherwise the round is one
+        request/reply exchange of this client's own: every task's reply subject is this client's inbox
+        plus an unguessable per-task token, one subscription receives and checks the replies as they
+        arrive, and one timer bounds the round, instead of a request, a future and a timer per task.
+        """
+        if not sealed:
+            return []
+        traces = trace.children(len(sealed))
+        if telemetry.enabled():
+            return await self._send_each(sealed, timeout_s=timeout_s, traces=traces, wave=wave)
+        prefix = await self._reply_inbox()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        pending = _Round(sealed, loop.create_future())
+        tokens = secrets.token_bytes(8 * len(sealed)).hex()
+        inboxes = [f"{prefix}{tokens[16 * i : 16 * i + 16]}" for i in range(len(sealed))]
+        for index, inbox in enumerate(inboxes):
+            self._waiting[inbox] = (pending, index)
+        try:
+            for index, (task, inbox, span) in enumerate(zip(sealed, inboxes, traces, strict=True)):
+                pending.sent_at[index] = time.perf_counter()
+                try:
+                    await self._client.publish(
+                        subjects.miner_tasks(task.task.netuid, task.task.miner_hotkey),
+                        task.wire,
+                        reply=inbox,
+                        headers={
+                            subjects.TRACEPARENT: span.traceparent,
+                            subjects.MESSAGE_TYPE: subjects.TASK_MESSAGE,
+                        },
+                    )
+                except Exception as error:
+                    # A transport failure (NATS reconnecting, ...) costs this miner this task, not the round.
+                    _log.warning("sending a task to %s failed: %s", task.task.miner_hotkey[:16], error)
+                    pending.settle(index, Reply(Outcome.FAILED, 0.0, detail=f"send failed: {error}"))
+                if index % wave == wave - 1:
+                    # One turn of the event loop: the NATS client's flusher sends this wave.
+                    await asyncio.sleep(0)
+            if pending.left:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await pending.done
+                except TimeoutError:
+                    pass
+        finally:
+            for inbox in inboxes:
+                self._waiting.pop(inbox, None)
+        timeout = Reply(Outcome.TIMEOUT, timeout_s, detail=f"no answer within {timeout_s:.3f}s")
+        return [timeout if reply is None else reply for reply in pending.replies]
+
+    async def _send_each(
+        self, sealed: Sequence[SealedTask], *, timeout_s: float, traces: Sequence[TraceContext], wave: int
+    ) -> list[Reply]:
+        queries: list[asyncio.Task[Reply]] = []
+        try:
+            for first in range(0, len(sealed), wave):
+                queries.extend(
+                    asyncio.create_task(self._send_one(task, timeout_s=timeout_s, trace=span))
+                    for task, span in zip(
+                        sealed[first : first + wave], traces[first : first + wave], strict=True
+                    )
+                )
+                await asyncio.sleep(0)
+            return list(await asyncio.gather(*queries))
+        except BaseException:
+            for query in queries:
+                query.cancel()
+            raise
+
+    async def _send_one(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+        try:
+            return await self.send(sealed, timeout_s=timeout_s, trace=trace)
+        except Exception as error:
+            _log.warning("sending a task to %s failed: %s", sealed.task.miner_hotkey[:16], error)
+            return Reply(Outcome.FAILED, timeout_s, detail=f"send failed: {error}")
+
+    async def _reply_inbox(self) -> str:
+        """The prefix of this client's reply subjects; subscribed on first use."""
+        if self._inbox is None:
+            prefix = f"{self._client.new_inbox()}."
+            self._replies = await self._client.subscribe(f"{prefix}*", cb=self._on_reply)
+            self._inbox = prefix
+        return self._inbox
+
+    async def _on_reply(self, msg: Msg) -> None:
+        waiting = self._waiting.get(msg.subject)
+        if waiting is None:
+            return  # late (after its round's deadline) or not ours
+        pending, index = waiting
+        latency = time.perf_counter() - pending.sent_at[index]
+        if msg.headers and msg.headers.get(Header.STATUS) == NO_RESPONDERS_STATUS:
+            pending.settle(index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
+            return
+        pending.settle(index, self._checked(msg, task=pending.tasks[index].task, latency_s=latency))
+
+    def _checked(self, msg: Msg, *, task: OutgoingTask, latency_s: float) -> Reply:
+        reply = decode_reply(msg.data, task=task, validator_hotkey=self._keypair.hotkey, latency_s=latency_s)
+        miner_trace = TraceContext.from_headers(msg.headers)
+        return (
+            reply
+            if miner_trace is None
+            else Reply(
+                reply.outcome,
+                reply.latency_s,
+                completion=reply.completion,
+                detail=reply.detail,
+                trace=miner_trace,
+            )
+        )
 
     async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
         """Send ``sealed`` and wait up to ``timeout_s`` for the miner's checked reply.
@@ -186,20 +335,7 @@ class MinerTaskClient:
             return Reply(Outcome.NO_RESPONDERS, time.perf_counter() - started, detail="no miner subscribed")
         except nats.errors.TimeoutError:
             return Reply(Outcome.TIMEOUT, timeout_s, detail=f"no answer within {timeout_s:.3f}s")
-        latency = time.perf_counter() - started
-        reply = decode_reply(msg.data, task=task, validator_hotkey=self._keypair.hotkey, latency_s=latency)
-        miner_trace = TraceContext.from_headers(msg.headers)
-        return (
-            reply
-            if miner_trace is None
-            else Reply(
-                reply.outcome,
-                reply.latency_s,
-                completion=reply.completion,
-                detail=reply.detail,
-                trace=miner_trace,
-            )
-        )
+        return self._checked(msg, task=task, latency_s=time.perf_counter() - started)
 
     async def publish_report(self, summary: RoundSummary) -> None:
         """Publish the round's report on ``kt.<netuid>.validator.<hotkey>.round``."""

@@ -1,0 +1,98 @@
+"""``MinerTaskClient.send_round`` pacing and bookkeeping, on a NATS client stand-in that records what is
+published (the replies' checks and outcomes run against a real nats-server in
+``tests/integration/test_network.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from kubetensor.core import subjects
+from kubetensor.core.keys import Keypair
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.validator.rounds import Outcome, OutgoingTask
+from kubetensor.validator.taskclient import MinerTaskClient
+
+VALIDATOR = Keypair(b"\x07" * 32)
+MINERS = [Keypair(bytes([i + 1]) * 32) for i in range(5)]
+
+
+class RecordingClient:
+    """Publishes nowhere: records each publish, and how many had been published when the first
+    "flush" (scheduled at the first publish, run at the event loop's next turn) ran."""
+
+    def __init__(self, *, fail_for: str = "") -> None:
+        self.published: list[tuple[str, str, dict[str, str]]] = []
+        self.published_at_first_flush: int | None = None
+        self.fail_for = fail_for
+
+    def new_inbox(self) -> str:
+        return "_INBOX.test"
+
+    async def subscribe(self, subject: str, *, cb: Callable[[Any], Awaitable[None]]) -> object:
+        self.subscribed = subject
+        return object()
+
+    async def publish(self, subject: str, payload: bytes, *, reply: str, headers: dict[str, str]) -> None:
+        if self.fail_for and self.fail_for in subject:
+            raise ConnectionError("nats: connection closed")
+        if not self.published:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.published.append((subject, reply, headers))
+
+    def _flush(self) -> None:
+        self.published_at_first_flush = len(self.published)
+
+
+def round_of(client: MinerTaskClient) -> list[Any]:
+    return client.seal(
+        [
+            OutgoingTask(
+                task_id=f"t{i}",
+                netuid=1,
+                task_type="addition",
+                prompt="1+2=",
+                max_tokens=4,
+                miner_hotkey=key.hotkey,
+                nonce=i,
+                deadline_unix_ms=2**40,
+            )
+            for i, key in enumerate(MINERS)
+        ]
+    )
+
+
+@pytest.mark.parametrize(("wave", "first_flush"), [(2, 2), (16, 5)])
+async def test_send_round_publishes_in_waves_and_times_out_unanswered_tasks(
+    wave: int, first_flush: int
+) -> None:
+    nc = RecordingClient()
+    client = MinerTaskClient(nc, keypair=VALIDATOR)  # type: ignore[arg-type]
+    trace = TraceContext.start()
+    replies = await client.send_round(round_of(client), timeout_s=0.05, trace=trace, wave=wave)
+    # The first wave reaches the transport before the next one is published; every miner once.
+    assert nc.published_at_first_flush == first_flush
+    assert [subject for subject, _, _ in nc.published] == [subjects.miner_tasks(1, m.hotkey) for m in MINERS]
+    # Every reply subject is the client's inbox plus its own token; every task its own child span.
+    inboxes = [reply for _, reply, _ in nc.published]
+    assert len(set(inboxes)) == len(MINERS)
+    assert all(
+        inbox.startswith("_INBOX.test.") and len(inbox) == len("_INBOX.test.") + 16 for inbox in inboxes
+    )
+    spans = [TraceContext.parse(headers[subjects.TRACEPARENT]) for _, _, headers in nc.published]
+    assert all(span is not None and span.trace_id == trace.trace_id for span in spans)
+    assert len({span.span_id for span in spans if span is not None}) == len(MINERS)
+    assert [reply.outcome for reply in replies] == [Outcome.TIMEOUT] * len(MINERS)
+    # Nothing is left waiting once the round is over.
+    assert client._waiting == {}
+
+
+async def test_send_round_fails_only_the_task_that_could_not_be_sent() -> None:
+    nc = RecordingClient(fail_for=MINERS[1].hotkey)
+    client = MinerTaskClient(nc, keypair=VALIDATOR)  # type: ignore[arg-type]
+    replies = await client.send_round(round_of(client), timeout_s=0.05, trace=TraceContext.start(), wave=16)
+    assert replies[1].outcome is Outcome.FAILED
+    assert "connection closed" in replies[1].detail
+    assert [r.outcome for i, r in enumerate(replies) if i != 1] == [Outcome.TIMEOUT] * (len(MINERS) - 1)
