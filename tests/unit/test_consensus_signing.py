@@ -53,3 +53,20 @@ def test_registration_is_signed_by_the_hotkey_it_names() -> None:
     assert keys.verify(
         bytes.fromhex(request.hotkey), "RegisterNeuron", signing.payload(request), request.signature.signature
     )
+
+
+def test_payload_of_an_unsigned_message_is_its_deterministic_serialization() -> None:
+    request = set_weights_request(VALIDATOR, netuid=3, weights=[(1, 10), (2, 20)], nonce=5)
+    unsigned = consensus_pb2.SetWeightsRequest()
+    unsigned.CopyFrom(request)
+    unsigned.ClearField("signature")
+    assert not unsigned.HasField("signature")
+    assert signing.payload(unsigned) == signing.payload(request)
+
+
+def test_detach_returns_what_payload_covers_and_clears_the_signature() -> None:
+    request = set_weights_request(VALIDATOR, netuid=3, weights=[(1, 10), (2, 20)], nonce=5)
+    expected = (VALIDATOR.public_key, request.signature.signature, signing.payload(request))
+    assert signing.detach(request) == expected
+    assert not request.HasField("signature")
+    assert keys.verify(VALIDATOR.public_key, "SetWeights", expected[2], expected[1])

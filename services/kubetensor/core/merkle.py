@@ -74,9 +74,11 @@ def root(items: Sequence[bytes]) -> bytes:
 
 def verify(root_hash: bytes, item: bytes, proof: Sequence[bytes]) -> bool:
     """Whether ``proof`` leads from ``item``'s leaf hash to ``root_hash``."""
-    if len(proof) > MAX_PROOF or any(len(sibling) != 32 for sibling in proof):
+    if len(proof) > MAX_PROOF:
         return False
     node = leaf_hash(item)
     for sibling in proof:
+        if len(sibling) != 32:
+            return False
         node = node_hash(node, sibling)
     return node == root_hash

@@ -16,10 +16,22 @@ from kubetensor.core.keys import Keypair
 
 def payload(message: Message, *, field: str = "signature") -> bytes:
     """The bytes a signature over ``message`` covers: ``message`` with ``field`` cleared, deterministic."""
+    if not message.HasField(field):
+        # Nothing to clear: no copy needed.
+        return message.SerializeToString(deterministic=True)
     unsigned = type(message)()
     unsigned.CopyFrom(message)
     unsigned.ClearField(field)
     return unsigned.SerializeToString(deterministic=True)
+
+
+def detach(message: Message, *, field: str = "signature") -> tuple[bytes, bytes, bytes]:
+    """Clear ``message.<field>`` in place and return its public key, its signature and ``payload`` of
+    ``message`` (for a receiver that owns the decoded message and needs it no more: no copy)."""
+    signature = getattr(message, field)
+    public_key, signed = signature.public_key, signature.signature
+    message.ClearField(field)
+    return public_key, signed, message.SerializeToString(deterministic=True)
 
 
 def sign(message: Message, keypair: Keypair, *, domain: str, field: str = "signature") -> None:

@@ -75,6 +75,9 @@ class TraceContext:
         """The context in ``headers`` (case-insensitive ``traceparent``), or None."""
         if not headers:
             return None
+        exact = headers.get(TRACEPARENT)
+        if exact is not None:
+            return cls.parse(exact)
         for name, value in headers.items():
             if name.lower() == TRACEPARENT:
                 return cls.parse(value)

@@ -23,7 +23,7 @@ from kubetensor.core import signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Answer, Job, SignedBytes, Status
 from kubetensor.miner.service import MinerService
-from kubetensor.v1 import common_pb2, task_pb2
+from kubetensor.v1 import task_pb2
 
 _log = logging.getLogger(__name__)
 
@@ -77,8 +77,10 @@ def response_to_proto(answer: Answer, *, service: MinerService) -> task_pb2.Task
         status=STATUS_TO_PROTO[answer.status],  # type: ignore[arg-type]
         validator_hotkey=answer.validator_hotkey,
     )
+    # The response has no signature yet, so what the signature covers is its serialization as it is.
     signature = service.sign(subjects.TASK_RESPONSE_DOMAIN, signing.payload(response))
-    response.signature.CopyFrom(common_pb2.Signature(public_key=service.public_key, signature=signature))
+    response.signature.public_key = service.public_key
+    response.signature.signature = signature
     return response
 
 

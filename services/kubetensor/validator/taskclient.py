@@ -103,11 +103,11 @@ def decode_reply(data: bytes, *, task: OutgoingTask, validator_hotkey: str, late
     if response.task_id != task.task_id or response.validator_hotkey != validator_hotkey:
         return Reply(Outcome.GARBAGE, latency_s, detail="the response answers another task")
     miner_key = bytes.fromhex(task.miner_hotkey)
-    if response.miner_hotkey != task.miner_hotkey or response.signature.public_key != miner_key:
+    # The decoded response is this function's own: detach its signature instead of copying it.
+    public_key, signature, payload = signing.detach(response)
+    if response.miner_hotkey != task.miner_hotkey or public_key != miner_key:
         return Reply(Outcome.BAD_SIGNATURE, latency_s, detail="the response is signed by another key")
-    if not keys.verify(
-        miner_key, subjects.TASK_RESPONSE_DOMAIN, signing.payload(response), response.signature.signature
-    ):
+    if not keys.verify(miner_key, subjects.TASK_RESPONSE_DOMAIN, payload, signature):
         return Reply(Outcome.BAD_SIGNATURE, latency_s, detail="the response's signature does not verify")
     outcome = _STATUS_OUTCOMES.get(response.status, Outcome.GARBAGE)
     if outcome is not Outcome.OK:
