@@ -10,6 +10,7 @@ credit for a right prefix.
 
 from __future__ import annotations
 
+import functools
 import random
 
 from kubetensor.models import task
@@ -37,6 +38,9 @@ class AdditionTask:
         return task.score(problem_of(challenge.prompt), completion)
 
 
+# A round scores every miner's answer to the same prompt: it is parsed once (the problem is a pure
+# function of the prompt; a prompt that is not one raises, and raising is not remembered).
+@functools.lru_cache(maxsize=256)
 def problem_of(prompt: str) -> task.Problem:
     """The problem a prompt "a+b=" states (ValueError for anything else)."""
     left, plus, right = prompt.removesuffix("=").partition("+")

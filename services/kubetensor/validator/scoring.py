@@ -68,7 +68,7 @@ class MovingAverages:
             if previous is None or previous.hotkey != hotkey:
                 previous = Average(hotkey=hotkey)
             value = (1.0 - self.alpha) * previous.value + self.alpha * score
-            entries[uid] = replace(previous, value=value, count=previous.count + 1)
+            entries[uid] = Average(hotkey=hotkey, value=value, count=previous.count + 1)
         return replace(self, entries=entries)
 
     def weights(self, neurons: Iterable[tuple[int, str]]) -> list[tuple[int, int]] | None:
