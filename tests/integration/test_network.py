@@ -193,6 +193,27 @@ async def test_miner_answers_a_permitted_validator_and_continues_its_trace(
     assert reply.trace.trace_id == trace.trace_id
 
 
+async def test_send_round_answers_every_task_and_continues_the_round_trace(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    async with RunningMiner(subnet, MINERS[0], engine), RunningMiner(subnet, MINERS[5], engine):
+        sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+        trace = TraceContext.start()
+        first = outgoing(MINERS[0], nonce=1)
+        tasks = [first] + [
+            replace(first, task_id=f"task-{nonce}", miner_hotkey=miner.hotkey, nonce=nonce)
+            for miner, nonce in ((MINERS[5], 2), (MINERS[1], 3))
+        ]
+        replies = await sender.send_round(sender.seal(tasks), timeout_s=5, trace=trace, wave=1)
+    # In order: both running miners answer, the one that is down has no responders; latencies are real.
+    assert [reply.outcome for reply in replies] == [Outcome.OK, Outcome.OK, Outcome.NO_RESPONDERS]
+    assert [reply.completion for reply in replies[:2]] == ["231", "231"]
+    assert all(0 < reply.latency_s < 5 for reply in replies)
+    # Each miner continued the round's trace, under a span of its own task.
+    assert {TraceContext.parse(seen).trace_id for seen in engine.traceparents} == {trace.trace_id}  # type: ignore[union-attr]
+    assert all(reply.trace is not None and reply.trace.trace_id == trace.trace_id for reply in replies[:2])
+
+
 async def test_miner_refuses_a_validator_without_permit(
     subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
 ) -> None:

@@ -96,3 +96,9 @@ async def test_send_round_fails_only_the_task_that_could_not_be_sent() -> None:
     assert replies[1].outcome is Outcome.FAILED
     assert "connection closed" in replies[1].detail
     assert [r.outcome for i, r in enumerate(replies) if i != 1] == [Outcome.TIMEOUT] * (len(MINERS) - 1)
+
+
+async def test_send_round_refuses_a_wave_below_one() -> None:
+    client = MinerTaskClient(RecordingClient(), keypair=VALIDATOR)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="wave"):
+        await client.send_round(round_of(client), timeout_s=0.05, trace=TraceContext.start(), wave=0)

@@ -191,6 +191,8 @@ class MinerTaskClient:
         plus an unguessable per-task token, one subscription receives and checks the replies as they
         arrive, and one timer bounds the round, instead of a request, a future and a timer per task.
         """
+        if wave < 1:
+            raise ValueError(f"wave: expected at least 1, got {wave}")
         if not sealed:
             return []
         traces = trace.children(len(sealed))
@@ -279,7 +281,13 @@ class MinerTaskClient:
         if msg.headers and msg.headers.get(Header.STATUS) == NO_RESPONDERS_STATUS:
             pending.settle(index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
             return
-        pending.settle(index, self._checked(msg, task=pending.tasks[index].task, latency_s=latency))
+        try:
+            reply = self._checked(msg, task=pending.tasks[index].task, latency_s=latency)
+        except Exception as error:
+            # Whatever went wrong checking it costs this miner this task, never the round's other tasks.
+            _log.exception("checking the reply of task %s failed", pending.tasks[index].task.task_id)
+            reply = Reply(Outcome.FAILED, latency, detail=f"checking the reply failed: {error}")
+        pending.settle(index, reply)
 
     def _checked(self, msg: Msg, *, task: OutgoingTask, latency_s: float) -> Reply:
         reply = decode_reply(msg.data, task=task, validator_hotkey=self._keypair.hotkey, latency_s=latency_s)
