@@ -30,6 +30,7 @@ import json
 import os
 import pathlib
 import platform
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -318,4 +319,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a timeout, `kill`) is handled as Ctrl-C is: asyncio.run cancels the main task and the
+    # servers the bench started are stopped. A background job starts with SIGINT ignored; undo that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     raise SystemExit(main())

@@ -43,6 +43,7 @@ import itertools
 import json
 import pathlib
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -427,4 +428,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a timeout, `kill`) is handled as Ctrl-C is: asyncio.run cancels the main task and the
+    # servers the bench started are stopped. A background job starts with SIGINT ignored; undo that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     sys.exit(main())

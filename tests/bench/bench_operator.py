@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -328,4 +329,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a timeout, `kill`) unwinds as Ctrl-C does, so the control plane, the consensus service and
+    # the operator the bench started are stopped. A background job starts with SIGINT ignored; undo that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     raise SystemExit(main())

@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import pathlib
+import signal
 import sys
 import tempfile
 import time
@@ -288,4 +289,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a timeout, `kill`) is handled as Ctrl-C is: asyncio.run cancels the main task and the
+    # servers the bench started are stopped. A background job starts with SIGINT ignored; undo that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     sys.exit(main())
