@@ -323,7 +323,8 @@ def consensus_settlements(
     """List the settlements; with --verify, exit 1 at the first bad hash or broken link."""
     import asyncio
 
-    from kubetensor.consensus.client import ConsensusClient, settlement_from_proto
+    from kubetensor.consensus.client import ConsensusClient
+    from kubetensor.core.settlementwire import settlement_from_proto
 
     async def fetch() -> Any:
         async with ConsensusClient.connect(address, netuid=netuid) as client:

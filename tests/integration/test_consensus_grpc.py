@@ -17,12 +17,12 @@ from kubetensor.consensus.client import (
     deregister_request,
     register_request,
     set_weights_request,
-    settlement_from_proto,
 )
 from kubetensor.consensus.clock import ManualClock
 from kubetensor.consensus.servicer import create_server
 from kubetensor.consensus.settings import ConsensusSettings
 from kubetensor.core.keys import Keypair
+from kubetensor.core.settlementwire import settlement_from_proto
 from kubetensor.v1 import consensus_pb2, consensus_pb2_grpc
 
 from tests.consensus_support import (

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubetensor.consensus.client import ConsensusClient, settlement_from_proto
+from kubetensor.consensus.client import ConsensusClient
 from kubetensor.consensus.store import ConsensusStore
+from kubetensor.core.settlementwire import settlement_from_proto
 from kubetensor.v1 import consensus_pb2
 
 from tests.consensus_support import COLDKEY, GENESIS, MINERS, NETUID, VALIDATORS, eventually

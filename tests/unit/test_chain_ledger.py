@@ -15,9 +15,9 @@ from kubetensor.chain.block import Block, SealedBlock
 from kubetensor.chain.errors import KeyFileError
 from kubetensor.chain.ledger import Ledger
 from kubetensor.chain.verify import verify_blocks, verify_ledger
-from kubetensor.consensus.client import settlement_from_proto as consensus_from_proto
-from kubetensor.consensus.servicer import settlement_to_proto as consensus_to_proto
 from kubetensor.core.settlement import Settlement
+from kubetensor.core.settlementwire import settlement_from_proto as consensus_from_proto
+from kubetensor.core.settlementwire import settlement_to_proto as consensus_to_proto
 
 from tests.chain_support import (
     AUTHORITY,

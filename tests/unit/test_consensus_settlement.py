@@ -6,11 +6,10 @@ import hashlib
 from dataclasses import replace
 
 import pytest
-from kubetensor.consensus.client import settlement_from_proto
 from kubetensor.consensus.fixed import ONE
-from kubetensor.consensus.servicer import settlement_to_proto
 from kubetensor.core import canonical
 from kubetensor.core.settlement import Settlement, SettlementEntry
+from kubetensor.core.settlementwire import settlement_from_proto, settlement_to_proto
 
 SETTLEMENT = Settlement(
     netuid=2,

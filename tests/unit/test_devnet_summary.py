@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from kubetensor.consensus.client import settlement_from_proto
 from kubetensor.core.keys import Keypair
+from kubetensor.core.settlementwire import settlement_from_proto
 from kubetensor.devnet import summary
 from kubetensor.devnet.monitor import EpochRecord, MinerRow, ScoreBoard, ValidatorRow, render
 from kubetensor.devnet.plan import TAO, default_plan

@@ -8,8 +8,6 @@ constructors, which raise ``MalformedRequestError`` naming the wire field.
 
 from __future__ import annotations
 
-import math
-
 from google.protobuf.message import DecodeError, Message
 
 from kubetensor.chain.block import SealedBlock, Submitter
@@ -31,11 +29,9 @@ from kubetensor.chain.transactions import (
     SignedTransaction,
     Transaction,
 )
-from kubetensor.core.settlement import MAX_RAO, MalformedSettlementError, Settlement, SettlementEntry
+from kubetensor.core import settlementwire
+from kubetensor.core.settlement import MalformedSettlementError, Settlement
 from kubetensor.v1 import chain_pb2, common_pb2, consensus_pb2
-
-ONE = 1 << 32
-"""An I32F32 value's raw integer is the value times 2**32."""
 
 TransactionRequest = (
     chain_pb2.RegisterHotkeyRequest
@@ -66,40 +62,10 @@ _REASONS_BACK = {code: reason for reason, code in _REASONS.items()}
 
 
 # -- settlements ------------------------------------------------------------------------------------------
-def _raw_share(field: str, value: float) -> int:
-    """The raw I32F32 integer of a share sent as an exact double."""
-    if not math.isfinite(value) or value < 0:
-        raise MalformedRequestError(field, f"expected a non-negative I32F32 value, got {value!r}")
-    scaled = value * ONE
-    if scaled != math.floor(scaled) or scaled > MAX_RAO:
-        raise MalformedRequestError(
-            field, f"expected an exact I32F32 value (a multiple of 2**-32), got {value!r}"
-        )
-    return int(scaled)
-
-
 def settlement_from_proto(message: consensus_pb2.Settlement) -> Settlement:
     """The settlement a wire message carries; a ``hash`` that is set must be its canonical hash."""
-    entries = tuple(
-        SettlementEntry(
-            uid=entry.uid,
-            hotkey=entry.hotkey,
-            incentive=_raw_share(f"settlement.entries[{index}].incentive", entry.incentive),
-            dividends=_raw_share(f"settlement.entries[{index}].dividends", entry.dividends),
-            emission_rao=entry.emission_rao,
-        )
-        for index, entry in enumerate(message.entries)
-    )
     try:
-        settlement = Settlement(
-            netuid=message.netuid,
-            epoch=message.epoch,
-            block=message.block,
-            metagraph_digest=message.metagraph_digest,
-            weights_digest=message.weights_digest,
-            entries=entries,
-            previous_hash=message.previous_hash,
-        )
+        settlement = settlementwire.settlement_from_proto(message)
     except MalformedSettlementError as error:
         # The chain's own refusal, so callers (and verify) see one ChainError hierarchy.
         raise MalformedRequestError(error.field, error.problem) from None
@@ -110,26 +76,7 @@ def settlement_from_proto(message: consensus_pb2.Settlement) -> Settlement:
     return settlement
 
 
-def settlement_to_proto(settlement: Settlement) -> consensus_pb2.Settlement:
-    return consensus_pb2.Settlement(
-        netuid=settlement.netuid,
-        epoch=settlement.epoch,
-        block=settlement.block,
-        metagraph_digest=settlement.metagraph_digest,
-        weights_digest=settlement.weights_digest,
-        entries=[
-            consensus_pb2.SettlementEntry(
-                uid=entry.uid,
-                hotkey=entry.hotkey,
-                incentive=entry.incentive / ONE,
-                dividends=entry.dividends / ONE,
-                emission_rao=entry.emission_rao,
-            )
-            for entry in settlement.entries
-        ],
-        previous_hash=settlement.previous_hash,
-        hash=settlement.hash,
-    )
+settlement_to_proto = settlementwire.settlement_to_proto
 
 
 def submission_from_request(request: chain_pb2.SubmitSettlementRequest) -> SettlementSubmission:

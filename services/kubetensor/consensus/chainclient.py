@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import grpc
 
 from kubetensor.consensus.errors import SettlementConflictError
-from kubetensor.consensus.servicer import settlement_to_proto
 from kubetensor.consensus.settlement import Receipt
 from kubetensor.core import grpctracing
 from kubetensor.core.errors import UnavailableError
 from kubetensor.core.settlement import Settlement
+from kubetensor.core.settlementwire import settlement_to_proto
 from kubetensor.v1 import chain_pb2, chain_pb2_grpc
 
 _RETRYABLE = {

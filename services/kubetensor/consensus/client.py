@@ -1,8 +1,8 @@
 """``ConsensusClient``: signed calls to a consensus service, for validators, miners, tools and tests.
 
 Builds requests, signs them with the hotkey's ``Keypair`` (``kubetensor.core.signing.sign``, the same
-definition the server verifies with), and turns wire settlements back into domain ``Settlement``
-values (``settlement_from_proto``) so a caller can recompute and check their hashes.
+definition the server verifies with). Wire settlements it returns turn back into domain values, to
+recompute and check their hashes, with ``kubetensor.core.settlementwire.settlement_from_proto``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from types import TracebackType
 
 import grpc
 
-from kubetensor.consensus.fixed import ONE
 from kubetensor.consensus.service import DEREGISTER_NEURON, REGISTER_NEURON, SET_WEIGHTS
 from kubetensor.core import grpctracing, signing
 from kubetensor.core.keys import Keypair
-from kubetensor.core.settlement import Settlement, SettlementEntry
 from kubetensor.v1 import common_pb2, consensus_pb2, consensus_pb2_grpc
 
 
@@ -50,35 +48,6 @@ def set_weights_request(
     )
     signing.sign(request, keypair, domain=SET_WEIGHTS)
     return request
-
-
-def _raw(value: float) -> int:
-    raw = round(value * ONE)
-    if raw != value * ONE:
-        raise ValueError(f"{value!r} is not an I32F32 value")
-    return raw
-
-
-def settlement_from_proto(message: consensus_pb2.Settlement) -> Settlement:
-    """The domain settlement a wire settlement carries (its ``hash`` is recomputed, not copied)."""
-    return Settlement(
-        netuid=message.netuid,
-        epoch=message.epoch,
-        block=message.block,
-        metagraph_digest=message.metagraph_digest,
-        weights_digest=message.weights_digest,
-        entries=tuple(
-            SettlementEntry(
-                uid=entry.uid,
-                hotkey=entry.hotkey,
-                incentive=_raw(entry.incentive),
-                dividends=_raw(entry.dividends),
-                emission_rao=entry.emission_rao,
-            )
-            for entry in message.entries
-        ),
-        previous_hash=message.previous_hash,
-    )
 
 
 class ConsensusClient:

@@ -25,7 +25,7 @@ from kubetensor.consensus.service import (
 )
 from kubetensor.consensus.settings import ConsensusSettings
 from kubetensor.core import grpcserver, signing
-from kubetensor.core.settlement import Settlement
+from kubetensor.core.settlementwire import settlement_to_proto
 from kubetensor.v1 import common_pb2, consensus_pb2, consensus_pb2_grpc
 
 SERVICE_NAME = "kubetensor.v1.ConsensusService"
@@ -61,29 +61,6 @@ def neuron_to_proto(neuron: Neuron) -> common_pb2.Neuron:
         emission_rao=neuron.emission_rao,
         weights=_row(neuron.weights),
         bonds=_row(neuron.bonds),
-    )
-
-
-def settlement_to_proto(settlement: Settlement) -> consensus_pb2.Settlement:
-    """The wire form of a settlement, with its hash."""
-    return consensus_pb2.Settlement(
-        netuid=settlement.netuid,
-        epoch=settlement.epoch,
-        block=settlement.block,
-        metagraph_digest=settlement.metagraph_digest,
-        weights_digest=settlement.weights_digest,
-        entries=[
-            consensus_pb2.SettlementEntry(
-                uid=entry.uid,
-                hotkey=entry.hotkey,
-                incentive=entry.incentive / ONE,
-                dividends=entry.dividends / ONE,
-                emission_rao=entry.emission_rao,
-            )
-            for entry in settlement.entries
-        ],
-        previous_hash=settlement.previous_hash,
-        hash=settlement.hash,
     )
 
 

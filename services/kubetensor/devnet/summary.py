@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubetensor.consensus.client import settlement_from_proto
+from kubetensor.core.settlementwire import settlement_from_proto
 from kubetensor.devnet.monitor import EpochRecord
 
 
