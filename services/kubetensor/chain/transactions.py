@@ -37,19 +37,7 @@ SUBMIT_SETTLEMENT = "SubmitSettlement"
 
 def public_key_hex(field: str, value: object) -> str:
     """``value`` as a lowercase hex ed25519 public key, or MalformedRequestError naming ``field``."""
-    if not isinstance(value, str):
-        raise MalformedRequestError(field, f"expected a hex ed25519 public key, got {type(value).__name__}")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise MalformedRequestError(
-            field, f"expected a hex ed25519 public key (64 hex characters), got {value[:80]!r}"
-        ) from None
-    if len(raw) != keys.PUBLIC_KEY_BYTES:
-        raise MalformedRequestError(
-            field, f"expected a 32-byte ed25519 public key (64 hex characters), got {len(raw)} bytes"
-        )
-    return raw.hex()
+    return keys.public_key_hex(field, value, error=MalformedRequestError)
 
 
 def check_range(field: str, value: int, *, low: int, high: int) -> int:

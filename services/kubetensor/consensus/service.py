@@ -72,17 +72,7 @@ _U64_MAX = (1 << 64) - 1
 
 def _public_key_hex(field: str, value: str) -> str:
     """``value`` as a lowercase hex ed25519 public key, or MalformedRequestError naming ``field``."""
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise MalformedRequestError(
-            field, f"expected a hex ed25519 public key (64 hex characters), got {value[:80]!r}"
-        ) from None
-    if len(raw) != keys.PUBLIC_KEY_BYTES:
-        raise MalformedRequestError(
-            field, f"expected a 32-byte ed25519 public key (64 hex characters), got {len(raw)} bytes"
-        )
-    return raw.hex()
+    return keys.public_key_hex(field, value, error=MalformedRequestError)
 
 
 def _check_u64(field: str, value: int) -> None:

@@ -15,6 +15,8 @@ from functools import cached_property
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from kubetensor.core.errors import InvalidArgumentError
+
 _PREFIX = b"kubetensor/v1\x00"
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -88,6 +90,28 @@ def parse_hotkey(hotkey: str) -> bytes:
             f"hotkey must be a 32-byte ed25519 public key (64 hex characters), got {len(raw)} bytes"
         )
     return raw
+
+
+def public_key_hex(
+    field: str, value: object, *, error: type[InvalidArgumentError] = InvalidArgumentError
+) -> str:
+    """``value`` as a lowercase hex ed25519 public key; ``error`` naming ``field`` otherwise.
+
+    The request checks of the services (the chain's transactions, the consensus service's requests)
+    pass their own ``MalformedRequestError`` so the refusal stays in their error hierarchy.
+    """
+    if not isinstance(value, str):
+        raise error(field, f"expected a hex ed25519 public key, got {type(value).__name__}")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise error(
+            field, f"expected a hex ed25519 public key (64 hex characters), got {value[:80]!r}"
+        ) from None
+    if len(raw) != PUBLIC_KEY_BYTES:
+        problem = f"expected a 32-byte ed25519 public key (64 hex characters), got {len(raw)} bytes"
+        raise error(field, problem)
+    return raw.hex()
 
 
 class VerifiedSignatures:
