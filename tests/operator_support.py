@@ -4,10 +4,7 @@ to register with (pods are fake, so the operator is pointed at it), kubectl call
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +16,8 @@ from kubetensor.core.keys import Keypair
 from kubetensor.sandbox.controlplane import ControlPlane
 from kubetensor_operator import runner
 
+from tests.process_support import ServiceProcess
+
 TAO = 10**9
 NETUID = 1
 """The netuid every test Subnet uses: the one consensus process serves it."""
@@ -29,18 +28,15 @@ VALIDATOR_STAKE = 1000 * TAO
 T = TypeVar("T")
 
 
-class ConsensusProcess:
+class ConsensusProcess(ServiceProcess):
     """``python -m kubetensor.consensus`` on loopback with fast blocks (0.1 s) and short epochs."""
 
     def __init__(self, workdir: Path, *, tempo: int = 20, max_uids: int = 4096) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.ready = workdir / "consensus-ready.json"
-        self.log = workdir / "consensus.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KT_CONSENSUS_")}
-        env.update(
-            {
-                "KT_CONSENSUS_LISTEN": "127.0.0.1:0",
-                "KT_CONSENSUS_READY_FILE": str(self.ready),
+        super().__init__(
+            "kubetensor.consensus",
+            prefix="KT_CONSENSUS_",
+            settings={
                 "KT_CONSENSUS_STATE_PATH": str(workdir / "consensus.sqlite3"),
                 "KT_CONSENSUS_NETUID": str(NETUID),
                 "KT_CONSENSUS_BLOCK_SECONDS": "0.1",
@@ -51,38 +47,13 @@ class ConsensusProcess:
                 "KT_CONSENSUS_IMMUNITY_PERIOD": "1000000",
                 "KT_CONSENSUS_GRACE_SECONDS": "1",
                 "KT_CONSENSUS_GENESIS_STAKE": json.dumps({VALIDATOR_KEY.hotkey: VALIDATOR_STAKE}),
-            }
+            },
+            ready=workdir / "consensus-ready.json",
+            log=workdir / "consensus.log",
         )
-        self.ready.unlink(missing_ok=True)
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "kubetensor.consensus"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_ready(self, *, seconds: float = 60.0) -> str:
-        """The address it serves on, once its ready file exists."""
-        deadline = time.monotonic() + seconds
-        while not self.ready.exists():
-            if self.process.poll() is not None:
-                raise AssertionError(f"the consensus process exited:\n{self.log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the consensus process was not ready in {seconds:.0f}s")
-            time.sleep(0.05)
-        address: str = json.loads(self.ready.read_text())["address"]
-        return address
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
+        self.terminate(seconds=15)
 
 
 def kubectl(

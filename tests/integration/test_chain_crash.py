@@ -8,11 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,8 +18,8 @@ from kubetensor.chain.verify import verify_ledger, verify_remote
 from kubetensor.v1 import consensus_pb2
 
 from tests.chain_support import ONE, TAO, keypair, make_settlement
+from tests.process_support import ServiceProcess
 
-STARTUP_SECONDS = 60.0
 KILL_AFTER_ACKS = 60
 WORKERS = [keypair(200 + i) for i in range(4)]
 OWNER = keypair(300)
@@ -32,65 +27,25 @@ HOTKEY = keypair(301)
 SETTLEMENT_NETUID = 7
 
 
-class ChainProcess:
+class ChainProcess(ServiceProcess):
     """One run of the chain sidecar on a ledger; its output goes to a log file."""
 
     def __init__(self, workdir: Path, *, run: int, balances: dict[str, int] | None = None) -> None:
         self.ledger = workdir / "ledger.sqlite3"
-        self.ready = workdir / "ready.json"
-        self.log = workdir / f"chain-{run}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KT_CHAIN_")}
         if balances is None:
             balances = {key.hotkey: 1_000 * TAO for key in (*WORKERS, OWNER)}
-        env.update(
-            {
-                "KT_CHAIN_LISTEN": "127.0.0.1:0",
-                "KT_CHAIN_READY_FILE": str(self.ready),
+        super().__init__(
+            "kubetensor.chain",
+            prefix="KT_CHAIN_",
+            settings={
                 "KT_CHAIN_LEDGER_PATH": str(self.ledger),
                 "KT_CHAIN_AUTHORITY_KEY_PATH": str(workdir / "authority.key"),
                 "KT_CHAIN_GENESIS_BALANCES": json.dumps(balances),
                 "KT_CHAIN_GRACE_SECONDS": "1",
-            }
+            },
+            ready=workdir / "ready.json",
+            log=workdir / f"chain-{run}.log",
         )
-        self.ready.unlink(missing_ok=True)
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "kubetensor.chain"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-
-    async def wait_ready(self) -> str:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not self.ready.exists():
-            if self.process.poll() is not None:
-                raise AssertionError(f"the sidecar exited with {self.process.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the sidecar was not ready in {STARTUP_SECONDS:.0f}s:\n{self.log_tail()}"
-                )
-            await asyncio.sleep(0.05)
-        address: str = json.loads(self.ready.read_text())["address"]
-        return address
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 class Stream:
@@ -168,7 +123,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_no_acknowledged_write(tmp
     first = ChainProcess(tmp_path, run=1)
     second: ChainProcess | None = None
     try:
-        address = await first.wait_ready()
+        address = await first.wait_ready_async()
         async with ChainClient.connect(address, timeout=10) as client:
             await client.register_hotkey(OWNER, HOTKEY, nonce=1)
             killed = asyncio.Event()
@@ -186,7 +141,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_no_acknowledged_write(tmp
         assert report.ok, report.summary
 
         second = ChainProcess(tmp_path, run=2)
-        address = await second.wait_ready()
+        address = await second.wait_ready_async()
         async with ChainClient.connect(address, timeout=10) as client:
             transactions, settlements, height = await ledger_contents(client)
             assert stream.acked_transactions <= set(transactions), "an acknowledged transaction is missing"
@@ -214,7 +169,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_no_acknowledged_write(tmp
     finally:
         first.kill()
         if second is not None:
-            second.stop()
+            second.terminate(seconds=20)
     assert second is not None
     assert second.process.returncode == 0, second.log_tail()
     final = verify_ledger(first.ledger)

@@ -28,7 +28,7 @@ async def test_consensus_reads_stake_from_and_settles_on_the_ledger(tmp_path: Pa
     chain = ChainProcess(tmp_path / "chain", run=1, balances={COLDKEY.hotkey: 10_000 * TAO})
     consensus: ConsensusProcess | None = None
     try:
-        chain_address = await chain.wait_ready()
+        chain_address = await chain.wait_ready_async()
         async with ChainClient.connect(chain_address) as ledger:
             for key in (*VALIDATORS, *MINERS):
                 await ledger.register_hotkey(COLDKEY, key)
@@ -80,4 +80,4 @@ async def test_consensus_reads_stake_from_and_settles_on_the_ledger(tmp_path: Pa
     finally:
         if consensus is not None:
             consensus.kill()
-        chain.stop()
+        chain.terminate(seconds=20)

@@ -6,11 +6,6 @@ last epoch before the kill committed. Blocks are 0.1 s and the tempo 10 blocks (
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +16,7 @@ from kubetensor.core.settlementwire import settlement_from_proto
 from kubetensor.v1 import consensus_pb2
 
 from tests.consensus_support import COLDKEY, GENESIS, MINERS, NETUID, VALIDATORS, eventually
+from tests.process_support import ServiceProcess
 
 BLOCK_SECONDS = 0.1
 BLOCK_NS = 100_000_000
@@ -28,20 +24,17 @@ STARTUP_SECONDS = 60.0
 EPOCH_WAIT_SECONDS = 60.0
 
 
-class ConsensusProcess:
+class ConsensusProcess(ServiceProcess):
     """One run of the consensus process on a state file; its output goes to a log file."""
 
     def __init__(
         self, workdir: Path, *, run: int, netuid: int = NETUID, extra_env: dict[str, str] | None = None
     ) -> None:
         self.state = workdir / "state.sqlite3"
-        self.ready = workdir / "ready.json"
-        self.log = workdir / f"consensus-{run}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KT_CONSENSUS_")}
-        env.update(
-            {
-                "KT_CONSENSUS_LISTEN": "127.0.0.1:0",
-                "KT_CONSENSUS_READY_FILE": str(self.ready),
+        super().__init__(
+            "kubetensor.consensus",
+            prefix="KT_CONSENSUS_",
+            settings={
                 "KT_CONSENSUS_STATE_PATH": str(self.state),
                 "KT_CONSENSUS_NETUID": str(netuid),
                 "KT_CONSENSUS_BLOCK_SECONDS": str(BLOCK_SECONDS),
@@ -52,47 +45,10 @@ class ConsensusProcess:
                 "KT_CONSENSUS_GRACE_SECONDS": "2",
                 "KT_CONSENSUS_GENESIS_STAKE": json.dumps(GENESIS),
                 **(extra_env or {}),
-            }
+            },
+            ready=workdir / "ready.json",
+            log=workdir / f"consensus-{run}.log",
         )
-        self.ready.unlink(missing_ok=True)
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "kubetensor.consensus"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-
-    def wait_ready(self) -> str:
-        """The address the process serves on, once it wrote its ready file."""
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not self.ready.exists():
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"the consensus process exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the consensus process was not ready in {STARTUP_SECONDS:.0f}s:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-        address: str = json.loads(self.ready.read_text())["address"]
-        return address
-
-    def kill(self) -> None:
-        """SIGKILL the process group and reap it."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def terminate(self) -> int:
-        """SIGTERM (graceful stop); the exit code."""
-        os.killpg(self.process.pid, signal.SIGTERM)
-        return self.process.wait(timeout=30)
 
 
 @pytest.fixture
