@@ -9,6 +9,7 @@ nonces (checked by each service) stop it from being replayed as the same kind.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -77,6 +78,16 @@ def verify(public_key: bytes, domain: str, payload: bytes, signature: bytes) -> 
     except BadSignatureError:
         return False
     return True
+
+
+def verify_many(checks: Sequence[tuple[bytes, str, bytes, bytes]]) -> list[bool]:
+    """``verify`` of each ``(public_key, domain, payload, signature)`` of ``checks``, in order.
+
+    One call for a group of signatures (a round's responses), so that the group can be checked at once.
+    """
+    return [
+        verify(public_key, domain, payload, signature) for public_key, domain, payload, signature in checks
+    ]
 
 
 def parse_hotkey(hotkey: str) -> bytes:
