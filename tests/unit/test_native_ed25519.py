@@ -226,12 +226,14 @@ def test_verify_batch_gives_each_edge_case_its_libsodium_verdict() -> None:
 
 @pytest.mark.parametrize("bad", [case for case in CASES if not case.valid], ids=lambda case: case.name)
 def test_verify_batch_says_exactly_which_items_of_a_batch_fail(bad: Case) -> None:
-    batch = [valid_triple(100 + index) for index in range(16)]
-    failing = {2, 7, 15}
+    # 40 signatures are batches of 16, 16 and 8: forgeries in the first, on both sides of the first
+    # boundary and last in the last.
+    batch = [valid_triple(100 + index) for index in range(40)]
+    failing = {2, 7, 15, 16, 39}
     for index in failing:
         batch[index] = (bad.public_key, bad.message, bad.signature)
     keys, messages, signatures = (list(column) for column in zip(*batch, strict=True))
-    assert kubetensor_native.verify_batch(keys, messages, signatures) == [i not in failing for i in range(16)]
+    assert kubetensor_native.verify_batch(keys, messages, signatures) == [i not in failing for i in range(40)]
 
 
 def test_verify_agrees_with_libsodium_on_a_key_with_a_small_order_component() -> None:

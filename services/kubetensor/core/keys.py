@@ -135,9 +135,9 @@ def verify(public_key: bytes, domain: str, payload: bytes, signature: bytes) -> 
 def verify_many(checks: Sequence[tuple[bytes, str, bytes, bytes]]) -> list[bool]:
     """``verify`` of each ``(public_key, domain, payload, signature)`` of ``checks``, in order.
 
-    One call for a group of signatures (a round's responses): with ``kubetensor_native`` one batch
-    verification (about half the cost per signature; each alone when the batch fails, so the list still
-    says exactly which fail), else one PyNaCl check each.
+    One call for a group of signatures (a round's responses): with ``kubetensor_native`` batch
+    verifications of 16 (about half the cost per signature; those of a failing batch alone, so the list
+    still says exactly which fail), else one PyNaCl check each.
     """
     if kubetensor_native is not None:
         return kubetensor_native.verify_batch(
