@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import subprocess
 import sys
 
@@ -89,3 +91,12 @@ def test_verify_many_refuses_keys_and_signatures_of_the_wrong_length(backend: st
             (signer.public_key, "TaskResponse", b"x", signature),
         ]
     ) == [False, False, True]
+
+
+def test_keypair_copies_and_pickles_after_signing(backend: str) -> None:
+    pair = Keypair(b"\x09" * 32)
+    signature = pair.sign("RoundReport", b"r")
+    for clone in (copy.deepcopy(pair), copy.copy(pair), pickle.loads(pickle.dumps(pair))):
+        assert clone == pair
+        assert clone.sign("RoundReport", b"r") == signature
+        assert clone.hotkey == pair.hotkey

@@ -110,6 +110,10 @@ class Keypair:
     def sign(self, domain: str, payload: bytes) -> bytes:
         return self._signing_key.sign(signing_bytes(domain, payload))
 
+    def __getstate__(self) -> dict[str, object]:
+        # Only the seed: the derived keys (a native object, which does not pickle) are made again.
+        return {"seed": self.seed}
+
     def __repr__(self) -> str:  # never print the seed
         return f"Keypair(hotkey={self.hotkey[:16]}...)"
 
