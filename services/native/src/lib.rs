@@ -232,7 +232,8 @@ fn verify(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
 /// The difference from `verify`: the batch equation holds when every item's equation holds up to a
 /// small-order (torsion) point that the batch's coefficients cancel. Only a signer who built a key or
 /// an R with a torsion component can produce such an item (it still proves the secret key's holder
-/// signed it); `verify` refuses it, the batch accepts it with a chance set by its coefficients.
+/// signed it); `verify` refuses it, the batch accepts it when its coefficients (which ed25519-dalek
+/// derives from the batch's contents) cancel the torsion.
 #[pyfunction]
 fn verify_batch(
     py: Python<'_>,
