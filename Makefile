@@ -21,7 +21,7 @@ tools: ## Build the pinned Go tools (kube-apiserver, etcd, kwok, helm, nats-serv
 	@bash tools/npm-tools.sh
 
 .PHONY: venv
-venv: ## Create .venv (Python 3.11, pinned requirements/lock.txt, vLLM CPU build, kubetensor editable)
+venv: ## Create .venv (Python 3.11, pinned requirements/lock.txt, vLLM CPU build, kubetensor editable, kubetensor_native)
 	@bash tools/venv.sh
 
 .PHONY: models

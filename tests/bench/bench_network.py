@@ -229,7 +229,7 @@ def ed25519_costs(operations: int = 2000) -> dict[str, float]:
         "verify_us": per_call(
             lambda: keys.verify(VALIDATOR.public_key, subjects.ROUND_ENVELOPE_DOMAIN, payload, signature)
         ),
-        "library": "PyNaCl (libsodium)",
+        "library": "kubetensor_native (ed25519-dalek)" if keys.BACKEND == "native" else "PyNaCl (libsodium)",
     }
 
 

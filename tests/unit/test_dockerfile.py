@@ -3,7 +3,8 @@
 No container engine runs here, so the image itself is not built by the suite. What can drift is checked
 instead: every component command the operator and the chart give a kubetensor container names a module
 the package ships; the Dockerfile copies what the package needs and the build context keeps it; and the
-install is held to ``requirements/lock.txt``, which pins every runtime dependency of the package.
+install is held to ``requirements/lock.txt``, which pins every runtime dependency of the package; the
+native module is built in a Rust stage new enough for its crate and installed in the image.
 """
 
 from __future__ import annotations
@@ -60,3 +61,15 @@ def test_image_install_is_held_to_the_lock() -> None:
     for requirement in project["dependencies"]:
         name = re.split(r"[=<>\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
         assert name in pins, f"runtime dependency {name} has no pin in requirements/lock.txt"
+
+
+def test_image_builds_and_installs_the_native_module() -> None:
+    stage = re.search(r"^FROM rust:(\d+)\.(\d+)-\S+ AS native$", DOCKERFILE, flags=re.MULTILINE)
+    assert stage, "the Dockerfile has no `FROM rust:<version>-... AS native` stage"
+    crate = tomllib.loads((ROOT / "services/native/Cargo.toml").read_text())["package"]
+    needed = tuple(int(part) for part in crate["rust-version"].split(".")[:2])
+    assert (int(stage[1]), int(stage[2])) >= needed, f"the Rust image is older than rust-version {needed}"
+    assert "COPY services/native services/native" in DOCKERFILE
+    assert re.search(r"pip wheel .*-w /wheels \./services/native$", DOCKERFILE, flags=re.MULTILINE)
+    assert "COPY --from=native /wheels /wheels" in DOCKERFILE
+    assert re.search(r"pip install .*/wheels/kubetensor_native-\*\.whl$", DOCKERFILE, flags=re.MULTILINE)

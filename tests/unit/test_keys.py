@@ -1,12 +1,66 @@
-"""ed25519 keys: one signature and a group of signatures checked at once."""
+"""ed25519 keys: one signature and a group of signatures checked at once, on either backend."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+import subprocess
+import sys
+
+import kubetensor_native
+import pytest
 from kubetensor.core import keys
 from kubetensor.core.keys import Keypair
 
 
-def test_verify_many_says_which_signatures_of_a_group_verify_in_order() -> None:
+@pytest.fixture(params=["native", "pynacl"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test on the native module and on the PyNaCl fallback (as without the module)."""
+    if request.param == "pynacl":
+        monkeypatch.setattr(keys, "kubetensor_native", None)
+    return str(request.param)
+
+
+def test_native_backend_is_active_in_the_project_venv() -> None:
+    # `make venv` builds and installs kubetensor_native; a silent fallback to PyNaCl would fail here.
+    assert keys.BACKEND == "native"
+    assert keys.kubetensor_native is kubetensor_native
+
+
+def test_keys_fall_back_to_pynacl_with_one_warning_without_the_native_module() -> None:
+    # None in sys.modules makes `import kubetensor_native` fail as if it were not installed.
+    script = (
+        "import sys; sys.modules['kubetensor_native'] = None\n"
+        "from kubetensor.core import keys\n"
+        "pair = keys.Keypair(bytes(range(32)))\n"
+        "signature = pair.sign('D', b'x')\n"
+        "key = pair.public_key\n"
+        "print(keys.BACKEND, signature.hex(), keys.verify(key, 'D', b'x', signature),\n"
+        "      keys.verify_many([(key, 'D', b'x', signature), (key, 'D', b'y', signature)]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    native = Keypair(bytes(range(32))).sign("D", b"x")
+    assert done.stdout.split(maxsplit=2) == ["pynacl", native.hex(), "True [True, False]\n"]
+    assert done.stderr.count("the kubetensor_native module is not installed") == 1
+
+
+def test_sign_and_verify_on_either_backend(backend: str) -> None:
+    pair = Keypair(b"\x05" * 32)
+    signature = pair.sign("TaskResponse", b"answer")
+    # The same bytes as the other backend's (deterministic RFC 8032 signatures).
+    message = keys.signing_bytes("TaskResponse", b"answer")
+    other = keys._NaclSigner(pair.seed) if backend == "native" else kubetensor_native.SigningKey(pair.seed)
+    assert signature == other.sign(message)
+    assert pair.public_key == other.public_key
+    assert keys.verify(pair.public_key, "TaskResponse", b"answer", signature)
+    assert not keys.verify(pair.public_key, "TaskResponse", b"answex", signature)
+    assert not keys.verify(pair.public_key, "SetWeights", b"answer", signature)
+    assert not keys.verify(bytes.fromhex("01" + "00" * 31), "TaskResponse", b"answer", signature)
+
+
+def test_verify_many_says_which_signatures_of_a_group_verify_in_order(backend: str) -> None:
     signers = [Keypair(bytes([index + 1]) * 32) for index in range(5)]
     checks = [
         (
@@ -27,7 +81,7 @@ def test_verify_many_says_which_signatures_of_a_group_verify_in_order() -> None:
     assert keys.verify_many([]) == []
 
 
-def test_verify_many_refuses_keys_and_signatures_of_the_wrong_length() -> None:
+def test_verify_many_refuses_keys_and_signatures_of_the_wrong_length(backend: str) -> None:
     signer = Keypair(b"\x07" * 32)
     signature = signer.sign("TaskResponse", b"x")
     assert keys.verify_many(
@@ -37,3 +91,12 @@ def test_verify_many_refuses_keys_and_signatures_of_the_wrong_length() -> None:
             (signer.public_key, "TaskResponse", b"x", signature),
         ]
     ) == [False, False, True]
+
+
+def test_keypair_copies_and_pickles_after_signing(backend: str) -> None:
+    pair = Keypair(b"\x09" * 32)
+    signature = pair.sign("RoundReport", b"r")
+    for clone in (copy.deepcopy(pair), copy.copy(pair), pickle.loads(pickle.dumps(pair))):
+        assert clone == pair
+        assert clone.sign("RoundReport", b"r") == signature
+        assert clone.hotkey == pair.hotkey
