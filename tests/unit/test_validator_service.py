@@ -343,6 +343,19 @@ def test_state_file_round_trips(tmp_path: Path) -> None:
     assert not (tmp_path / "s.json.partial").exists()
 
 
+def test_state_file_is_saved_into_a_folder_that_is_missing_or_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "state" / "validator"
+    file = StateFile(folder / "s.json", netuid=1, hotkey=ME)
+    state = ValidatorState(averages=MovingAverages.empty(0.3).updated([(2, MINERS[0], 0.9)]), round=1)
+    file.save(state)
+    (folder / "s.json").unlink()
+    folder.rmdir()
+    later = ValidatorState(averages=state.averages.updated([(2, MINERS[0], 0.5)]), round=2)
+    file.save(later)
+    assert file.load(alpha=0.3) == later
+    assert sorted(path.name for path in folder.iterdir()) == ["s.json"]
+
+
 def test_state_file_of_another_validator_or_subnet_is_refused(tmp_path: Path) -> None:
     StateFile(tmp_path / "s.json", netuid=1, hotkey=ME).save(
         ValidatorState(averages=MovingAverages.empty(0.3))

@@ -49,14 +49,10 @@ _STATUS_OUTCOMES = {
 _SHARED = ("netuid", "task_type", "prompt", "max_tokens", "deadline_unix_ms")
 
 
-def seal_round(
-    tasks: Sequence[OutgoingTask], *, keypair: keys.Keypair, round_id: bytes | None = None
-) -> list[task_pb2.Task]:
-    """One wire task per ``tasks`` item, all under one envelope signed once by ``keypair``.
-
-    Every task must share the round's fields (``netuid``, ``task_type``, ``prompt``, ``max_tokens``,
-    ``deadline_unix_ms``): ValueError naming the field otherwise, or for no tasks.
-    """
+def _sealed_parts(
+    tasks: Sequence[OutgoingTask], *, keypair: keys.Keypair, round_id: bytes | None
+) -> tuple[bytes, common_pb2.Signature, list[bytes], list[tuple[bytes, ...]]]:
+    """The round's signed envelope, its signature, and every task's leaf and proof (see ``seal_round``)."""
     if not tasks:
         raise ValueError("tasks: a round needs at least one task")
     first = tasks[0]
@@ -85,8 +81,35 @@ def seal_round(
     signature = common_pb2.Signature(
         public_key=keypair.public_key, signature=keypair.sign(subjects.ROUND_ENVELOPE_DOMAIN, envelope)
     )
+    return envelope, signature, leaves, proofs
+
+
+def seal_round(
+    tasks: Sequence[OutgoingTask], *, keypair: keys.Keypair, round_id: bytes | None = None
+) -> list[task_pb2.Task]:
+    """One wire task per ``tasks`` item, all under one envelope signed once by ``keypair``.
+
+    Every task must share the round's fields (``netuid``, ``task_type``, ``prompt``, ``max_tokens``,
+    ``deadline_unix_ms``): ValueError naming the field otherwise, or for no tasks.
+    """
+    envelope, signature, leaves, proofs = _sealed_parts(tasks, keypair=keypair, round_id=round_id)
     return [
         task_pb2.Task(envelope=envelope, signature=signature, leaf=leaf, proof=proof)
+        for leaf, proof in zip(leaves, proofs, strict=True)
+    ]
+
+
+def seal_round_wire(
+    tasks: Sequence[OutgoingTask], *, keypair: keys.Keypair, round_id: bytes | None = None
+) -> list[bytes]:
+    """``seal_round``'s tasks serialized, byte for byte, without serializing the shared envelope once per
+    task: a message's encoding is its fields' encodings in field-number order, and the envelope and its
+    signature (fields 1 and 2) come before every task's leaf and proof (3 and 4), so each wire task is
+    the encoding of the shared part followed by that of its own part."""
+    envelope, signature, leaves, proofs = _sealed_parts(tasks, keypair=keypair, round_id=round_id)
+    shared = task_pb2.Task(envelope=envelope, signature=signature).SerializeToString()
+    return [
+        shared + task_pb2.Task(leaf=leaf, proof=proof).SerializeToString()
         for leaf, proof in zip(leaves, proofs, strict=True)
     ]
 
@@ -171,22 +194,22 @@ def report_to_proto(summary: RoundSummary, *, keypair: keys.Keypair) -> task_pb2
         round=summary.round,
         started_unix_ms=summary.started_unix_ms,
         duration_ms=summary.duration_s * 1000,
-        scores=[
-            task_pb2.Score(
-                task_id=scored.task_id,
-                uid=scored.uid,
-                score=scored.score,
-                latency_ms=scored.latency_s * 1000,
-                hotkey=scored.hotkey,
-                moving_average=scored.moving_average,
-                correctness=scored.correctness,
-                outcome=scored.outcome.value,
-            )
-            for scored in summary.scores
-        ],
         weights=[common_pb2.WeightEntry(uid=uid, weight=weight) for uid, weight in summary.weights],
         weights_block=summary.weights_block,
     )
+    # Each score is built in place: a list of Score messages would be built, then copied in.
+    add = report.scores.add
+    for scored in summary.scores:
+        add(
+            task_id=scored.task_id,
+            uid=scored.uid,
+            score=scored.score,
+            latency_ms=scored.latency_s * 1000,
+            hotkey=scored.hotkey,
+            moving_average=scored.moving_average,
+            correctness=scored.correctness,
+            outcome=scored.outcome.value,
+        )
     signing.sign(report, keypair, domain=subjects.ROUND_REPORT_DOMAIN)
     return report
 
@@ -226,8 +249,8 @@ class MinerTaskClient:
 
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]:
         """``tasks`` as one round under one signed envelope, ready to ``send`` (see ``seal_round``)."""
-        wires = seal_round(tasks, keypair=self._keypair)
-        return [SealedTask(task, wire.SerializeToString()) for task, wire in zip(tasks, wires, strict=True)]
+        wires = seal_round_wire(tasks, keypair=self._keypair)
+        return [SealedTask(task, wire) for task, wire in zip(tasks, wires, strict=True)]
 
     async def send_round(
         self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int = 16
