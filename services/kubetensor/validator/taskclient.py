@@ -381,6 +381,8 @@ class MinerTaskClient:
             return
         try:
             verdicts = keys.verify_many([checked.check for _, _, checked in group])
+            if len(verdicts) != len(group):
+                raise ValueError(f"{len(verdicts)} verdicts for {len(group)} signatures")
         except Exception:
             # Find out which reply it was: each on its own, so the others still settle.
             _log.exception("verifying a group of %d replies failed; verifying them one by one", len(group))
