@@ -133,3 +133,57 @@ def test_listen_addresses_parse(listen: str, expected: tuple[str, int]) -> None:
 def test_a_bad_listen_address_is_refused(listen: str) -> None:
     with pytest.raises(ValueError, match="host:port"):
         metrics.parse_listen(listen)
+
+
+def test_validator_per_miner_figures_expose_as_labelled_counters_and_gauges_would() -> None:
+    """The per-miner figures are plain numbers behind a collector; scraped, they read exactly as the
+    labelled prometheus ``Counter``s and ``Gauge``s they replace (same families, samples, values and
+    ``_created`` series; only the creation timestamps differ)."""
+    from prometheus_client import Counter, Gauge
+
+    rounds = [
+        (_scored(1, Outcome.OK, 0.9), _scored(2, Outcome.TIMEOUT, 0.0), _scored(4, Outcome.OK, 0.4)),
+        (
+            _scored(1, Outcome.GARBAGE, 0.0),
+            _scored(3, Outcome.BAD_SIGNATURE, 0.0),
+            _scored(4, Outcome.BUSY, 0.0),
+        ),
+        (_scored(1, Outcome.OK, 0.8), _scored(3, Outcome.BAD_SIGNATURE, 0.0)),
+    ]
+    validator = ValidatorMetrics()
+    reference = CollectorRegistry()
+    miner = ["uid", "hotkey"]
+    sent = Counter("kubetensor_validator_tasks_sent", "", miner, registry=reference)
+    answered = Counter("kubetensor_validator_tasks_answered", "", miner, registry=reference)
+    failed = Counter("kubetensor_validator_tasks_failed", "", [*miner, "outcome"], registry=reference)
+    timed_out = Counter("kubetensor_validator_tasks_timed_out", "", miner, registry=reference)
+    score = Gauge("kubetensor_validator_miner_score", "", miner, registry=reference)
+    average = Gauge("kubetensor_validator_miner_moving_average", "", miner, registry=reference)
+    for scores in rounds:
+        validator.observe_round(
+            RoundSummary(netuid=1, round=1, started_unix_ms=0, duration_s=0.1, scores=scores)
+        )
+        for scored in scores:
+            labels = (str(scored.uid), scored.hotkey)
+            sent.labels(*labels).inc()
+            answered.labels(*labels).inc(scored.outcome is Outcome.OK)
+            timed_out.labels(*labels).inc(scored.outcome is Outcome.TIMEOUT)
+            if scored.outcome not in (Outcome.OK, Outcome.TIMEOUT):
+                failed.labels(*labels, scored.outcome.value).inc()
+            score.labels(*labels).set(scored.score)
+            average.labels(*labels).set(scored.moving_average)
+
+    def per_miner(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        samples = _samples(text)
+        return {
+            key: 0.0 if key[0].endswith("_created") else value
+            for key, value in samples.items()
+            if "uid" in dict(key[1])
+        }
+
+    expected = per_miner(_exposition(reference))
+    assert per_miner(_exposition(validator.registry)) == expected
+    assert (
+        "kubetensor_validator_tasks_failed_created",
+        frozenset({("uid", "3"), ("hotkey", f"{3:064x}"), ("outcome", "bad_signature")}),
+    ) in expected

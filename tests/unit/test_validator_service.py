@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSumma
 from kubetensor.validator.scoring import MovingAverages
 from kubetensor.validator.service import ValidatorService
 from kubetensor.validator.state import StateFile, ValidatorState
-from kubetensor.validator.tasks import default_registry
+from kubetensor.validator.tasks import Challenge, default_registry
 
 ME = Keypair(b"\x01" * 32).hotkey
 OTHER_VALIDATOR = Keypair(b"\x02" * 32).hotkey
@@ -213,6 +214,48 @@ async def test_every_fault_scores_zero_and_right_answers_score_high(tmp_path: Pa
     assert scores[MINERS[1]].latency_s == 2.0
 
 
+class CountingKind:
+    """The addition task, counting each judgement; raises on the answer "boom"."""
+
+    def __init__(self) -> None:
+        self.inner = default_registry().get("addition")
+        self.name = self.inner.name
+        self.judged: list[str] = []
+
+    def challenge(self, rng: random.Random) -> Challenge:
+        return self.inner.challenge(rng)
+
+    def correctness(self, challenge: Challenge, completion: str) -> float:
+        self.judged.append(completion)
+        if completion == "boom":
+            raise RuntimeError("the scorer broke")
+        return self.inner.correctness(challenge, completion)
+
+
+async def test_a_round_judges_each_distinct_answer_once_and_never_remembers_a_failure(
+    tmp_path: Path,
+) -> None:
+    class Answers(Sender):
+        async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+            answer = {MINERS[2]: "zz", MINERS[3]: "boom", MINERS[4]: "boom"}.get(
+                sealed.task.miner_hotkey, problem_of(sealed.task.prompt).answer
+            )
+            return Reply(Outcome.OK, 0.01, completion=answer)
+
+    kind = CountingKind()
+    service = validator(tmp_path, Consensus(metagraph()), Answers({}))
+    service._kind = kind
+    summary = await service.run_round()
+    assert summary is not None
+    scores = {s.hotkey: s.correctness for s in summary.scores}
+    assert scores == {MINERS[0]: 1.0, MINERS[1]: 1.0, MINERS[2]: 0.0, MINERS[3]: 0.0, MINERS[4]: 0.0}
+    # The right answer and "zz" once each; the scorer that raised is asked again for the next "boom".
+    judged = Counter(kind.judged)
+    assert judged.pop("zz") == 1
+    assert judged.pop("boom") == 2
+    assert list(judged.values()) == [1]
+
+
 async def test_weights_follow_the_moving_averages_on_the_cadence(tmp_path: Path) -> None:
     consensus = Consensus(metagraph())
     clock = [0.0]
@@ -298,6 +341,19 @@ def test_state_file_round_trips(tmp_path: Path) -> None:
     file.save(state)
     assert file.load(alpha=0.3) == state
     assert not (tmp_path / "s.json.partial").exists()
+
+
+def test_state_file_is_saved_into_a_folder_that_is_missing_or_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "state" / "validator"
+    file = StateFile(folder / "s.json", netuid=1, hotkey=ME)
+    state = ValidatorState(averages=MovingAverages.empty(0.3).updated([(2, MINERS[0], 0.9)]), round=1)
+    file.save(state)
+    (folder / "s.json").unlink()
+    folder.rmdir()
+    later = ValidatorState(averages=state.averages.updated([(2, MINERS[0], 0.5)]), round=2)
+    file.save(later)
+    assert file.load(alpha=0.3) == later
+    assert sorted(path.name for path in folder.iterdir()) == ["s.json"]
 
 
 def test_state_file_of_another_validator_or_subnet_is_refused(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ import pytest
 from kubetensor.core import subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
+from kubetensor.v1 import task_pb2
 from kubetensor.validator.rounds import Outcome, OutgoingTask
-from kubetensor.validator.taskclient import MinerTaskClient
+from kubetensor.validator.taskclient import MinerTaskClient, seal_round, seal_round_wire
 
 VALIDATOR = Keypair(b"\x07" * 32)
 MINERS = [Keypair(bytes([i + 1]) * 32) for i in range(5)]
@@ -102,3 +103,28 @@ async def test_send_round_refuses_a_wave_below_one() -> None:
     client = MinerTaskClient(RecordingClient(), keypair=VALIDATOR)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="wave"):
         await client.send_round(round_of(client), timeout_s=0.05, trace=TraceContext.start(), wave=0)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 64])
+def test_sealed_wire_tasks_are_byte_for_byte_the_serialized_round(count: int) -> None:
+    tasks = [
+        OutgoingTask(
+            task_id=f"task-{i:032d}",
+            netuid=1,
+            task_type="addition",
+            prompt="1+2=",
+            max_tokens=4,
+            miner_hotkey=Keypair(i.to_bytes(2, "big") * 16).hotkey,
+            nonce=2**62 + i,
+            deadline_unix_ms=2**40,
+        )
+        for i in range(count)
+    ]
+    wires = seal_round_wire(tasks, keypair=VALIDATOR, round_id=b"r" * 16)
+    expected = [task.SerializeToString() for task in seal_round(tasks, keypair=VALIDATOR, round_id=b"r" * 16)]
+    assert wires == expected
+    # And the client's seal sends exactly those bytes (its round id is its own).
+    sealed = MinerTaskClient(RecordingClient(), keypair=VALIDATOR).seal(tasks)  # type: ignore[arg-type]
+    decoded = [task_pb2.Task.FromString(one.wire) for one in sealed]
+    assert [one.leaf for one in decoded] == [task_pb2.Task.FromString(wire).leaf for wire in wires]
+    assert len({one.envelope for one in decoded}) == 1

@@ -3,19 +3,90 @@
 Updated by ``ValidatorService`` after each round (``observe_round``); served by ``__main__`` through
 ``kubetensor.core.metrics``. Per miner (labels ``uid``, ``hotkey``): tasks sent, answered, failed (any
 outcome but ok and timeout, with its ``outcome``) and timed out; the last score and the moving average.
-Per round: the count, the duration, and the distribution of task scores.
+Per round: the count, the duration, and the distribution of task scores. The per-miner figures are
+plain numbers that a collector turns into labelled counters and gauges when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from kubetensor.validator.rounds import Outcome, RoundSummary
 
 _MINER = ["uid", "hotkey"]
 _SCORE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+class _Miner:
+    """One miner's figures since it was first seen (plain numbers: a round updates five per miner, and a
+    labelled prometheus child takes a lock and a check on each update)."""
+
+    __slots__ = ("answered", "created", "failed", "moving_average", "score", "sent", "timed_out")
+
+    def __init__(self) -> None:
+        self.created = time.time()
+        self.sent = 0.0
+        self.answered = 0.0
+        self.timed_out = 0.0
+        self.failed: dict[str, tuple[float, float]] = {}
+        """Per outcome: the count and when its series appeared (at the first task of that outcome)."""
+        self.score = 0.0
+        self.moving_average = 0.0
+
+
+class _MinerCollector(Collector):
+    """The per-miner families, built from ``_Miner`` records at scrape time.
+
+    Exposed exactly as labelled ``Counter``s (``_total`` and ``_created`` samples) and ``Gauge``s would be.
+    Scrapes run on the metrics server's thread while the event loop updates the records: each scrape
+    works on copies (a dict copy is atomic under the GIL), so it never sees a dict change size.
+    """
+
+    def __init__(self) -> None:
+        self.miners: dict[tuple[int, str], _Miner] = {}
+
+    def describe(self) -> list[Metric]:
+        return self._families([])
+
+    def collect(self) -> list[Metric]:
+        return self._families(list(self.miners.copy().items()))
+
+    @staticmethod
+    def _families(miners: list[tuple[tuple[int, str], _Miner]]) -> list[Metric]:
+        sent = CounterMetricFamily("kubetensor_validator_tasks_sent", "Tasks sent to a miner.", labels=_MINER)
+        answered = CounterMetricFamily(
+            "kubetensor_validator_tasks_answered",
+            "Tasks a miner answered (a verified ok reply).",
+            labels=_MINER,
+        )
+        failed = CounterMetricFamily(
+            "kubetensor_validator_tasks_failed",
+            "Tasks that ended in neither an answer nor a timeout, by outcome.",
+            labels=[*_MINER, "outcome"],
+        )
+        timed_out = CounterMetricFamily(
+            "kubetensor_validator_tasks_timed_out", "Tasks with no answer before the deadline.", labels=_MINER
+        )
+        score = GaugeMetricFamily(
+            "kubetensor_validator_miner_score", "The miner's score in the last round.", labels=_MINER
+        )
+        moving_average = GaugeMetricFamily(
+            "kubetensor_validator_miner_moving_average", "The miner's moving-average score.", labels=_MINER
+        )
+        for (uid, hotkey), miner in miners:
+            labels = [str(uid), hotkey]
+            sent.add_metric(labels, miner.sent, created=miner.created)
+            answered.add_metric(labels, miner.answered, created=miner.created)
+            timed_out.add_metric(labels, miner.timed_out, created=miner.created)
+            for outcome, (count, created) in miner.failed.copy().items():
+                failed.add_metric([*labels, outcome], count, created=created)
+            score.add_metric(labels, miner.score)
+            moving_average.add_metric(labels, miner.moving_average)
+        return [sent, answered, failed, timed_out, score, moving_average]
 
 
 class ValidatorMetrics:
@@ -24,36 +95,8 @@ class ValidatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.tasks_sent = Counter(
-            "kubetensor_validator_tasks_sent", "Tasks sent to a miner.", _MINER, registry=r
-        )
-        self.tasks_answered = Counter(
-            "kubetensor_validator_tasks_answered",
-            "Tasks a miner answered (a verified ok reply).",
-            _MINER,
-            registry=r,
-        )
-        self.tasks_failed = Counter(
-            "kubetensor_validator_tasks_failed",
-            "Tasks that ended in neither an answer nor a timeout, by outcome.",
-            [*_MINER, "outcome"],
-            registry=r,
-        )
-        self.tasks_timed_out = Counter(
-            "kubetensor_validator_tasks_timed_out",
-            "Tasks with no answer before the deadline.",
-            _MINER,
-            registry=r,
-        )
-        self.score = Gauge(
-            "kubetensor_validator_miner_score", "The miner's score in the last round.", _MINER, registry=r
-        )
-        self.moving_average = Gauge(
-            "kubetensor_validator_miner_moving_average",
-            "The miner's moving-average score.",
-            _MINER,
-            registry=r,
-        )
+        self._miners = _MinerCollector()
+        r.register(self._miners)
         self.task_scores = Histogram(
             "kubetensor_validator_task_score",
             "Scores given to tasks (0..1).",
@@ -67,7 +110,6 @@ class ValidatorMetrics:
         self.weights_set = Counter(
             "kubetensor_validator_weights_set", "Weight sets the consensus service accepted.", registry=r
         )
-        self._series: dict[tuple[int, str], _MinerSeries] = {}
 
     def observe_round(self, summary: RoundSummary) -> None:
         """Count one finished round."""
@@ -75,42 +117,24 @@ class ValidatorMetrics:
         self.round_seconds.observe(summary.duration_s)
         if summary.weights:
             self.weights_set.inc()
+        miners = self._miners.miners
+        observe = self.task_scores.observe
         for scored in summary.scores:
-            miner = self._miner(scored.uid, scored.hotkey)
-            miner.sent.inc()
-            if scored.outcome is Outcome.OK:
-                miner.answered.inc()
-            elif scored.outcome is Outcome.TIMEOUT:
-                miner.timed_out.inc()
+            key = (scored.uid, scored.hotkey)
+            miner = miners.get(key)
+            if miner is None:
+                miner = miners[key] = _Miner()
+            miner.sent += 1.0
+            outcome = scored.outcome
+            if outcome is Outcome.OK:
+                miner.answered += 1.0
+            elif outcome is Outcome.TIMEOUT:
+                miner.timed_out += 1.0
             else:
-                self.tasks_failed.labels(str(scored.uid), scored.hotkey, scored.outcome.value).inc()
-            miner.score.set(scored.score)
-            miner.moving_average.set(scored.moving_average)
-            self.task_scores.observe(scored.score)
-
-    def _miner(self, uid: int, hotkey: str) -> _MinerSeries:
-        # A label lookup hashes and locks on every call; a round touches five series per miner, so the
-        # children are looked up once per (uid, hotkey) and kept (a registry holds them anyway).
-        series = self._series.get((uid, hotkey))
-        if series is None:
-            labels = (str(uid), hotkey)
-            series = _MinerSeries(
-                sent=self.tasks_sent.labels(*labels),
-                answered=self.tasks_answered.labels(*labels),
-                timed_out=self.tasks_timed_out.labels(*labels),
-                score=self.score.labels(*labels),
-                moving_average=self.moving_average.labels(*labels),
-            )
-            self._series[(uid, hotkey)] = series
-        return series
-
-
-@dataclass(frozen=True)
-class _MinerSeries:
-    """One miner's labelled children of the per-miner counters and gauges."""
-
-    sent: Counter
-    answered: Counter
-    timed_out: Counter
-    score: Gauge
-    moving_average: Gauge
+                failed = miner.failed.get(outcome.value)
+                miner.failed[outcome.value] = (
+                    (1.0, time.time()) if failed is None else (failed[0] + 1.0, failed[1])
+                )
+            miner.score = scored.score
+            miner.moving_average = scored.moving_average
+            observe(scored.score)

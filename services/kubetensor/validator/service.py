@@ -247,13 +247,22 @@ class ValidatorService:
         self, sample: list[NeuronView], replies: list[tuple[str, Reply]], challenge: Challenge
     ) -> tuple[ScoredTask, ...]:
         results: list[tuple[NeuronView, str, Reply, float, float]] = []
+        # A task kind's correctness is pure (``TaskKind``), and most miners give the same answer: each
+        # distinct completion is judged once per round (a judgement that raises is not remembered).
+        judged: dict[str, float] = {}
         for neuron, (task_id, reply) in zip(sample, replies, strict=True):
             correctness = 0.0
             if reply.outcome is Outcome.OK:
-                try:
-                    correctness = min(max(self._kind.correctness(challenge, reply.completion), 0.0), 1.0)
-                except Exception:
-                    _log.exception("the %s scorer failed on uid %d's answer", self._kind.name, neuron.uid)
+                known = judged.get(reply.completion)
+                if known is not None:
+                    correctness = known
+                else:
+                    try:
+                        correctness = min(max(self._kind.correctness(challenge, reply.completion), 0.0), 1.0)
+                    except Exception:
+                        _log.exception("the %s scorer failed on uid %d's answer", self._kind.name, neuron.uid)
+                    else:
+                        judged[reply.completion] = correctness
             score = task_score(
                 correctness=correctness,
                 latency_s=reply.latency_s,

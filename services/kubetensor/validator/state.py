@@ -24,6 +24,7 @@ from kubetensor.validator.errors import StateMismatchError
 from kubetensor.validator.scoring import Average, MovingAverages
 
 FORMAT = "kubetensor.validator-state/v1"
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class StateFile:
 
     def __init__(self, path: Path, *, netuid: int, hotkey: str) -> None:
         self.path = path
+        self._partial = path.with_name(path.name + ".partial")
         self._netuid = netuid
         self._hotkey = hotkey
 
@@ -92,15 +94,22 @@ class StateFile:
                 for uid, entry in sorted(state.averages.entries.items())
             ],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
         # json.dumps, not json.dump: dump streams through the pure-Python encoder, 4x slower.
-        text = json.dumps(document, sort_keys=True)
-        with partial.open("w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        partial.replace(self.path)
+        data = json.dumps(document, sort_keys=True).encode()
+        # os-level calls, not a text file object: the save runs every round, and this is all it needs.
+        try:
+            fd = os.open(self._partial, _CREATE, 0o666)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._partial, _CREATE, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self._partial, self.path)
         directory = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(directory)

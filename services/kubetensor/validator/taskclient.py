@@ -9,7 +9,8 @@ each miner's wire ``Task`` is that envelope, the signature, its leaf and its pro
 ``send``, one task): request/reply to ``kt.<netuid>.miner.<hotkey>.task`` with a ``traceparent`` header
 and a timeout; each reply ->
 ``Reply`` (``decode_reply``: a TaskResponse for this task, signed by that miner's hotkey, or the outcome
-that says what was wrong). Subjects and headers: ``kubetensor.core.subjects``.
+that says what was wrong; ``send_round`` splits it into ``precheck_reply`` on arrival and one group
+signature check per burst of replies). Subjects and headers: ``kubetensor.core.subjects``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import nats.errors
 from google.protobuf.message import DecodeError
@@ -47,14 +49,10 @@ _STATUS_OUTCOMES = {
 _SHARED = ("netuid", "task_type", "prompt", "max_tokens", "deadline_unix_ms")
 
 
-def seal_round(
-    tasks: Sequence[OutgoingTask], *, keypair: keys.Keypair, round_id: bytes | None = None
-) -> list[task_pb2.Task]:
-    """One wire task per ``tasks`` item, all under one envelope signed once by ``keypair``.
-
-    Every task must share the round's fields (``netuid``, ``task_type``, ``prompt``, ``max_tokens``,
-    ``deadline_unix_ms``): ValueError naming the field otherwise, or for no tasks.
-    """
+def _sealed_parts(
+    tasks: Sequence[OutgoingTask], *, keypair: keys.Keypair, round_id: bytes | None
+) -> tuple[bytes, common_pb2.Signature, list[bytes], list[tuple[bytes, ...]]]:
+    """The round's signed envelope, its signature, and every task's leaf and proof (see ``seal_round``)."""
     if not tasks:
         raise ValueError("tasks: a round needs at least one task")
     first = tasks[0]
@@ -83,8 +81,35 @@ def seal_round(
     signature = common_pb2.Signature(
         public_key=keypair.public_key, signature=keypair.sign(subjects.ROUND_ENVELOPE_DOMAIN, envelope)
     )
+    return envelope, signature, leaves, proofs
+
+
+def seal_round(
+    tasks: Sequence[OutgoingTask], *, keypair: keys.Keypair, round_id: bytes | None = None
+) -> list[task_pb2.Task]:
+    """One wire task per ``tasks`` item, all under one envelope signed once by ``keypair``.
+
+    Every task must share the round's fields (``netuid``, ``task_type``, ``prompt``, ``max_tokens``,
+    ``deadline_unix_ms``): ValueError naming the field otherwise, or for no tasks.
+    """
+    envelope, signature, leaves, proofs = _sealed_parts(tasks, keypair=keypair, round_id=round_id)
     return [
         task_pb2.Task(envelope=envelope, signature=signature, leaf=leaf, proof=proof)
+        for leaf, proof in zip(leaves, proofs, strict=True)
+    ]
+
+
+def seal_round_wire(
+    tasks: Sequence[OutgoingTask], *, keypair: keys.Keypair, round_id: bytes | None = None
+) -> list[bytes]:
+    """``seal_round``'s tasks serialized, byte for byte, without serializing the shared envelope once per
+    task: a message's encoding is its fields' encodings in field-number order, and the envelope and its
+    signature (fields 1 and 2) come before every task's leaf and proof (3 and 4), so each wire task is
+    the encoding of the shared part followed by that of its own part."""
+    envelope, signature, leaves, proofs = _sealed_parts(tasks, keypair=keypair, round_id=round_id)
+    shared = task_pb2.Task(envelope=envelope, signature=signature).SerializeToString()
+    return [
+        shared + task_pb2.Task(leaf=leaf, proof=proof).SerializeToString()
         for leaf, proof in zip(leaves, proofs, strict=True)
     ]
 
@@ -94,25 +119,71 @@ def task_to_proto(task: OutgoingTask, *, keypair: keys.Keypair) -> task_pb2.Task
     return seal_round([task], keypair=keypair)[0]
 
 
-def decode_reply(data: bytes, *, task: OutgoingTask, validator_hotkey: str, latency_s: float) -> Reply:
-    """Check a reply's bytes: a TaskResponse to ``task``, signed by the miner it was sent to."""
+@dataclass(frozen=True, slots=True)
+class UnverifiedReply:
+    """A reply that passed ``precheck_reply``'s cheap checks; only its signature is left to verify.
+
+    ``check`` is the ``(public_key, domain, payload, signature)`` to pass to ``keys.verify`` (or, with the
+    other replies that arrived with it, to ``keys.verify_many``); ``finish`` turns the verdict into the
+    reply.
+    """
+
+    check: tuple[bytes, str, bytes, bytes]
+    verified: Reply
+    """What the reply is when its signature verifies."""
+
+    def finish(self, valid: bool) -> Reply:
+        """The checked reply: ``verified`` when the signature verified, BAD_SIGNATURE otherwise."""
+        if valid:
+            return self.verified
+        return Reply(
+            Outcome.BAD_SIGNATURE,
+            self.verified.latency_s,
+            detail="the response's signature does not verify",
+            trace=self.verified.trace,
+        )
+
+
+def precheck_reply(
+    data: bytes,
+    *,
+    task: OutgoingTask,
+    validator_hotkey: str,
+    latency_s: float,
+    trace: TraceContext | None = None,
+) -> Reply | UnverifiedReply:
+    """``decode_reply`` up to the signature: the reply when a cheap check already decides it (GARBAGE,
+    BAD_SIGNATURE from another key), else the signature check still to do. ``trace`` (the miner's span)
+    goes into whatever reply comes of it."""
     try:
         response = task_pb2.TaskResponse.FromString(data)
     except DecodeError as error:
-        return Reply(Outcome.GARBAGE, latency_s, detail=f"not a TaskResponse: {error}")
+        return Reply(Outcome.GARBAGE, latency_s, detail=f"not a TaskResponse: {error}", trace=trace)
     if response.task_id != task.task_id or response.validator_hotkey != validator_hotkey:
-        return Reply(Outcome.GARBAGE, latency_s, detail="the response answers another task")
+        return Reply(Outcome.GARBAGE, latency_s, detail="the response answers another task", trace=trace)
     miner_key = bytes.fromhex(task.miner_hotkey)
     # The decoded response is this function's own: detach its signature instead of copying it.
     public_key, signature, payload = signing.detach(response)
     if response.miner_hotkey != task.miner_hotkey or public_key != miner_key:
-        return Reply(Outcome.BAD_SIGNATURE, latency_s, detail="the response is signed by another key")
-    if not keys.verify(miner_key, subjects.TASK_RESPONSE_DOMAIN, payload, signature):
-        return Reply(Outcome.BAD_SIGNATURE, latency_s, detail="the response's signature does not verify")
+        return Reply(
+            Outcome.BAD_SIGNATURE, latency_s, detail="the response is signed by another key", trace=trace
+        )
     outcome = _STATUS_OUTCOMES.get(response.status, Outcome.GARBAGE)
     if outcome is not Outcome.OK:
-        return Reply(outcome, latency_s, detail=response.error or f"status {response.status}")
-    return Reply(Outcome.OK, latency_s, completion=response.completion)
+        detail = response.error or f"status {response.status}"
+        verified = Reply(outcome, latency_s, detail=detail, trace=trace)
+    else:
+        verified = Reply(Outcome.OK, latency_s, completion=response.completion, trace=trace)
+    return UnverifiedReply((miner_key, subjects.TASK_RESPONSE_DOMAIN, payload, signature), verified)
+
+
+def decode_reply(data: bytes, *, task: OutgoingTask, validator_hotkey: str, latency_s: float) -> Reply:
+    """Check a reply's bytes: a TaskResponse to ``task``, signed by the miner it was sent to
+    (``precheck_reply``, then its signature check on its own)."""
+    checked = precheck_reply(data, task=task, validator_hotkey=validator_hotkey, latency_s=latency_s)
+    if isinstance(checked, Reply):
+        return checked
+    return checked.finish(keys.verify(*checked.check))
 
 
 def report_to_proto(summary: RoundSummary, *, keypair: keys.Keypair) -> task_pb2.RoundReport:
@@ -123,22 +194,22 @@ def report_to_proto(summary: RoundSummary, *, keypair: keys.Keypair) -> task_pb2
         round=summary.round,
         started_unix_ms=summary.started_unix_ms,
         duration_ms=summary.duration_s * 1000,
-        scores=[
-            task_pb2.Score(
-                task_id=scored.task_id,
-                uid=scored.uid,
-                score=scored.score,
-                latency_ms=scored.latency_s * 1000,
-                hotkey=scored.hotkey,
-                moving_average=scored.moving_average,
-                correctness=scored.correctness,
-                outcome=scored.outcome.value,
-            )
-            for scored in summary.scores
-        ],
         weights=[common_pb2.WeightEntry(uid=uid, weight=weight) for uid, weight in summary.weights],
         weights_block=summary.weights_block,
     )
+    # Each score is built in place: a list of Score messages would be built, then copied in.
+    add = report.scores.add
+    for scored in summary.scores:
+        add(
+            task_id=scored.task_id,
+            uid=scored.uid,
+            score=scored.score,
+            latency_ms=scored.latency_s * 1000,
+            hotkey=scored.hotkey,
+            moving_average=scored.moving_average,
+            correctness=scored.correctness,
+            outcome=scored.outcome.value,
+        )
     signing.sign(report, keypair, domain=subjects.ROUND_REPORT_DOMAIN)
     return report
 
@@ -174,11 +245,12 @@ class MinerTaskClient:
         self._inbox: str | None = None
         self._replies: Subscription | None = None
         self._waiting: dict[str, tuple[_Round, int]] = {}
+        self._unverified: list[tuple[_Round, int, UnverifiedReply]] = []
 
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]:
         """``tasks`` as one round under one signed envelope, ready to ``send`` (see ``seal_round``)."""
-        wires = seal_round(tasks, keypair=self._keypair)
-        return [SealedTask(task, wire.SerializeToString()) for task, wire in zip(tasks, wires, strict=True)]
+        wires = seal_round_wire(tasks, keypair=self._keypair)
+        return [SealedTask(task, wire) for task, wire in zip(tasks, wires, strict=True)]
 
     async def send_round(
         self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int = 16
@@ -188,8 +260,10 @@ class MinerTaskClient:
 
         With tracing on, each task is a ``send`` (its own PRODUCER span). Otherwise the round is one
         request/reply exchange of this client's own: every task's reply subject is this client's inbox
-        plus an unguessable per-task token, one subscription receives and checks the replies as they
-        arrive, and one timer bounds the round, instead of a request, a future and a timer per task.
+        plus an unguessable per-task token, one subscription receives the replies, and one timer bounds
+        the round, instead of a request, a future and a timer per task. A reply's latency and cheap checks
+        are taken as it arrives (``precheck_reply``); the signatures of the replies that arrive together
+        are then verified as one group (``keys.verify_many``), once per burst.
         """
         if wave < 1:
             raise ValueError(f"wave: expected at least 1, got {wave}")
@@ -235,6 +309,9 @@ class MinerTaskClient:
         finally:
             for inbox in inboxes:
                 self._waiting.pop(inbox, None)
+            # Replies that arrived in time but whose group check has not run yet still count; the check
+            # scheduled for them then finds nothing left to do.
+            self._verify_unverified()
         timeout = Reply(Outcome.TIMEOUT, timeout_s, detail=f"no answer within {timeout_s:.3f}s")
         return [timeout if reply is None else reply for reply in pending.replies]
 
@@ -277,32 +354,68 @@ class MinerTaskClient:
         if waiting is None:
             return  # late (after its round's deadline) or not ours
         pending, index = waiting
+        # The latency is taken on arrival; only the signature check waits for the burst's group check.
         latency = time.perf_counter() - pending.sent_at[index]
         if msg.headers and msg.headers.get(Header.STATUS) == NO_RESPONDERS_STATUS:
             pending.settle(index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
             return
         try:
-            reply = self._checked(msg, task=pending.tasks[index].task, latency_s=latency)
+            checked = self._prechecked(msg, task=pending.tasks[index].task, latency_s=latency)
         except Exception as error:
-            # Whatever went wrong checking it costs this miner this task, never the round's other tasks.
-            _log.exception("checking the reply of task %s failed", pending.tasks[index].task.task_id)
-            reply = Reply(Outcome.FAILED, latency, detail=f"checking the reply failed: {error}")
-        pending.settle(index, reply)
+            pending.settle(index, self._check_failed(pending, index, latency, error))
+            return
+        if isinstance(checked, Reply):
+            pending.settle(index, checked)
+            return
+        if not self._unverified:
+            # nats.py hands a subscription every message it has parsed without yielding in between (and
+            # this callback never awaits), so the group check runs once the burst has been taken.
+            asyncio.get_running_loop().call_soon(self._verify_unverified)
+        self._unverified.append((pending, index, checked))
+
+    def _verify_unverified(self) -> None:
+        """Verify the signatures of the replies queued since the last call as one group, and settle
+        their tasks (a reply whose check raises fails only its own task)."""
+        group, self._unverified = self._unverified, []
+        if not group:
+            return
+        try:
+            verdicts = keys.verify_many([checked.check for _, _, checked in group])
+            if len(verdicts) != len(group):
+                raise ValueError(f"{len(verdicts)} verdicts for {len(group)} signatures")
+        except Exception:
+            # Find out which reply it was: each on its own, so the others still settle.
+            _log.exception("verifying a group of %d replies failed; verifying them one by one", len(group))
+            for pending, index, checked in group:
+                try:
+                    reply = checked.finish(keys.verify(*checked.check))
+                except Exception as error:
+                    reply = self._check_failed(pending, index, checked.verified.latency_s, error)
+                pending.settle(index, reply)
+            return
+        for (pending, index, checked), valid in zip(group, verdicts, strict=True):
+            pending.settle(index, checked.finish(valid))
+
+    @staticmethod
+    def _check_failed(pending: _Round, index: int, latency_s: float, error: Exception) -> Reply:
+        # Whatever went wrong checking it costs this miner this task, never the round's other tasks.
+        _log.exception("checking the reply of task %s failed", pending.tasks[index].task.task_id)
+        return Reply(Outcome.FAILED, latency_s, detail=f"checking the reply failed: {error}")
+
+    def _prechecked(self, msg: Msg, *, task: OutgoingTask, latency_s: float) -> Reply | UnverifiedReply:
+        return precheck_reply(
+            msg.data,
+            task=task,
+            validator_hotkey=self._keypair.hotkey,
+            latency_s=latency_s,
+            trace=TraceContext.from_headers(msg.headers),
+        )
 
     def _checked(self, msg: Msg, *, task: OutgoingTask, latency_s: float) -> Reply:
-        reply = decode_reply(msg.data, task=task, validator_hotkey=self._keypair.hotkey, latency_s=latency_s)
-        miner_trace = TraceContext.from_headers(msg.headers)
-        return (
-            reply
-            if miner_trace is None
-            else Reply(
-                reply.outcome,
-                reply.latency_s,
-                completion=reply.completion,
-                detail=reply.detail,
-                trace=miner_trace,
-            )
-        )
+        checked = self._prechecked(msg, task=task, latency_s=latency_s)
+        if isinstance(checked, Reply):
+            return checked
+        return checked.finish(keys.verify(*checked.check))
 
     async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
         """Send ``sealed`` and wait up to ``timeout_s`` for the miner's checked reply.
