@@ -92,6 +92,22 @@ def test_traceparent_round_trips_and_children_share_the_trace() -> None:
     assert root.traceparent.endswith("-01")
 
 
+def test_minted_trace_and_span_ids_are_well_formed_and_distinct() -> None:
+    roots = [TraceContext.start() for _ in range(200)]
+    spans = [span for root in roots[:4] for span in [root.child(), *root.children(50)]]
+    for context in roots + spans:
+        assert TraceContext.parse(context.traceparent) == context
+    assert len({root.trace_id for root in roots}) == len(roots)
+    assert len({span.span_id for span in spans}) == len(spans)
+    assert {span.trace_id for span in spans} == {root.trace_id for root in roots[:4]}
+
+
+def test_a_traceparent_with_spaces_or_capitals_is_read_as_its_lowercase() -> None:
+    value = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"
+    assert TraceContext.parse(f"  {value} ") == TraceContext.parse(value.lower())
+    assert TraceContext.parse(value.lower()) is not None
+
+
 def test_traceparent_is_read_case_insensitively_from_headers() -> None:
     value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     context = TraceContext.from_headers({"TraceParent": value})

@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry.trace import SpanKind
 
-from kubetensor.core import signing, subjects, telemetry
+from kubetensor.core import subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Answer, Job, SignedBytes, Status
 from kubetensor.miner.service import MinerService
@@ -77,10 +77,12 @@ def response_to_proto(answer: Answer, *, service: MinerService) -> task_pb2.Task
         status=STATUS_TO_PROTO[answer.status],  # type: ignore[arg-type]
         validator_hotkey=answer.validator_hotkey,
     )
-    # The response has no signature yet, so what the signature covers is its serialization as it is.
-    signature = service.sign(subjects.TASK_RESPONSE_DOMAIN, signing.payload(response))
-    response.signature.public_key = service.public_key
-    response.signature.signature = signature
+    # The response has no signature yet, so what the signature covers is its serialization as it is
+    # (``signing.payload`` of it, without the check that there is no signature to clear).
+    signature = service.sign(subjects.TASK_RESPONSE_DOMAIN, response.SerializeToString(deterministic=True))
+    signed = response.signature
+    signed.public_key = service.public_key
+    signed.signature = signature
     return response
 
 
