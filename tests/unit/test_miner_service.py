@@ -446,6 +446,31 @@ def test_replay_guard_forgets_pairs_in_deadline_order_whatever_their_arrival() -
         guard.admit("v", nonce=5, deadline_unix_ms=400, now_unix_ms=301)
 
 
+def test_replay_guard_forgets_a_pair_at_its_deadline_between_sweeps() -> None:
+    guard = ReplayGuard(sweep_ms=10_000)
+    guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
+    with pytest.raises(ReplayedTaskError):
+        guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=100)
+    # No sweep is due yet, but the deadline passed: the pair is forgotten and may come back.
+    guard.admit("v", nonce=1, deadline_unix_ms=50_000, now_unix_ms=101)
+    assert len(guard) == 1
+    # The sweep that drops the deadline-100 bucket keeps the pair's later admission.
+    guard.admit("w", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_001)
+    with pytest.raises(ReplayedTaskError):
+        guard.admit("v", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_002)
+    assert len(guard) == 2
+
+
+def test_replay_guard_at_capacity_makes_room_from_passed_deadlines() -> None:
+    guard = ReplayGuard(capacity=2, sweep_ms=10_000)
+    guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
+    guard.admit("v", nonce=2, deadline_unix_ms=200, now_unix_ms=0)
+    guard.admit("v", nonce=3, deadline_unix_ms=300, now_unix_ms=150)
+    with pytest.raises(MinerBusyError):
+        guard.admit("v", nonce=4, deadline_unix_ms=300, now_unix_ms=150)
+    assert len(guard) == 2
+
+
 def test_replay_guard_at_capacity_is_busy_not_forgetful() -> None:
     guard = ReplayGuard(capacity=2)
     guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)

@@ -123,34 +123,41 @@ class TaskSubscriber:
             _, pending = await asyncio.wait(set(self._handlers), timeout=grace)
             for task in pending:
                 task.cancel()
+        # A task cancelled before it ever ran never took itself out.
+        self._handlers.clear()
 
     async def _on_message(self, msg: Msg) -> None:
-        handler = asyncio.create_task(self._handle(msg))
-        self._handlers.add(handler)
-        handler.add_done_callback(self._handlers.discard)
+        # ``_handle`` takes its task out of ``_handlers`` itself: a done callback would cost a loop turn.
+        self._handlers.add(asyncio.create_task(self._handle(msg)))
 
     async def _handle(self, msg: Msg) -> None:
-        if not msg.reply:
-            _log.debug("ignoring a task without a reply subject")
-            return
-        received = TraceContext.from_headers(msg.headers)
-        if telemetry.enabled():
-            # The CONSUMER span continues the validator's producer span; the task runs inside it.
-            with telemetry.span(
-                f"process {subjects.MINER_TASKS_TEMPLATE}",
-                kind=SpanKind.CONSUMER,
-                parent=received,
-                attributes=_consume_attributes(msg, netuid=self._service.netuid),
-            ) as consumer:
-                span = telemetry.current_trace() or TraceContext.start()
-                answer = await self._answer(msg, span)
-                if consumer is not None:
-                    consumer.set_attribute("kubetensor.task.status", answer.status.value)
-                    consumer.set_attribute(telemetry.TASK_ID, answer.task_id)
-                await self._reply(msg, answer, span)
-            return
-        span = received.child() if received is not None else TraceContext.start()
-        await self._reply(msg, await self._answer(msg, span), span)
+        try:
+            if not msg.reply:
+                _log.debug("ignoring a task without a reply subject")
+                return
+            received = TraceContext.from_headers(msg.headers)
+            if telemetry.enabled():
+                await self._handle_traced(msg, received)
+                return
+            span = received.child() if received is not None else TraceContext.start()
+            await self._reply(msg, await self._answer(msg, span), span)
+        finally:
+            self._handlers.discard(asyncio.current_task())
+
+    async def _handle_traced(self, msg: Msg, received: TraceContext | None) -> None:
+        # The CONSUMER span continues the validator's producer span; the task runs inside it.
+        with telemetry.span(
+            f"process {subjects.MINER_TASKS_TEMPLATE}",
+            kind=SpanKind.CONSUMER,
+            parent=received,
+            attributes=_consume_attributes(msg, netuid=self._service.netuid),
+        ) as consumer:
+            span = telemetry.current_trace() or TraceContext.start()
+            answer = await self._answer(msg, span)
+            if consumer is not None:
+                consumer.set_attribute("kubetensor.task.status", answer.status.value)
+                consumer.set_attribute(telemetry.TASK_ID, answer.task_id)
+            await self._reply(msg, answer, span)
 
     async def _answer(self, msg: Msg, span: TraceContext) -> Answer:
         try:
