@@ -105,10 +105,14 @@ class TaskSubscriber:
         self._service = service
         self._subscription: Subscription | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.subject = subjects.miner_tasks(service.netuid, service.hotkey)
 
     async def start(self) -> None:
         """Subscribe (the subscription is live on the server when this returns)."""
+        # Kept for the message callbacks, which run on this loop: asking for the running loop costs a
+        # system call (asyncio checks the process id) on every message.
+        self._loop = asyncio.get_running_loop()
         self._subscription = await self._client.subscribe(
             self.subject, queue=subjects.miner_queue(self._service.hotkey), cb=self._on_message
         )
@@ -128,7 +132,8 @@ class TaskSubscriber:
 
     async def _on_message(self, msg: Msg) -> None:
         # ``_handle`` takes its task out of ``_handlers`` itself: a done callback would cost a loop turn.
-        self._handlers.add(asyncio.create_task(self._handle(msg)))
+        assert self._loop is not None
+        self._handlers.add(self._loop.create_task(self._handle(msg)))
 
     async def _handle(self, msg: Msg) -> None:
         try:
@@ -142,7 +147,7 @@ class TaskSubscriber:
             span = received.child() if received is not None else TraceContext.start()
             await self._reply(msg, await self._answer(msg, span), span)
         finally:
-            self._handlers.discard(asyncio.current_task())
+            self._handlers.discard(asyncio.current_task(self._loop))
 
     async def _handle_traced(self, msg: Msg, received: TraceContext | None) -> None:
         # The CONSUMER span continues the validator's producer span; the task runs inside it.
