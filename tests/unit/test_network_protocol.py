@@ -3,6 +3,8 @@ RoundReport encodings."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from google.protobuf.message import DecodeError
 from kubetensor.core import keys, merkle, subjects
@@ -100,6 +102,13 @@ def test_minted_trace_and_span_ids_are_well_formed_and_distinct() -> None:
     assert len({root.trace_id for root in roots}) == len(roots)
     assert len({span.span_id for span in spans}) == len(spans)
     assert {span.trace_id for span in spans} == {root.trace_id for root in roots[:4]}
+
+
+def test_a_minted_id_that_comes_out_all_zero_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(random, "randbytes", bytes)  # every draw all zero bytes
+    root = TraceContext.start()
+    for context in (root, root.child(), *root.children(3)):
+        assert TraceContext.parse(context.traceparent) == context
 
 
 def test_a_traceparent_with_spaces_or_capitals_is_read_as_its_lowercase() -> None:

@@ -28,12 +28,15 @@ from kubetensor.core.subjects import TRACEPARENT
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
+_ONE_SPAN = "0" * 15 + "1"
+_ONE_TRACE = "0" * 31 + "1"
 SAMPLED = 0x01
 
 
 def _span_id() -> str:
     # Not all zero (W3C): a draw of 0, one in 2**64, becomes 1.
-    return f"{random.getrandbits(64) or 1:016x}"
+    span = random.randbytes(8).hex()
+    return span if span != _ZERO_SPAN else _ONE_SPAN
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,23 @@ class TraceContext:
     @classmethod
     def start(cls, *, sampled: bool = True) -> TraceContext:
         """A new trace with a new root span."""
-        return cls(f"{random.getrandbits(128) or 1:032x}", _span_id(), SAMPLED if sampled else 0)
+        trace = random.randbytes(16).hex()
+        return cls(trace if trace != _ZERO_TRACE else _ONE_TRACE, _span_id(), SAMPLED if sampled else 0)
 
     def child(self) -> TraceContext:
         """A new span in the same trace, whose parent is this span."""
         return TraceContext(self.trace_id, _span_id(), self.flags)
 
     def children(self, count: int) -> list[TraceContext]:
-        """``count`` new spans whose parent is this span (``child`` ``count`` times)."""
+        """``count`` new spans whose parent is this span (``child`` ``count`` times, one random draw)."""
+        ids = random.randbytes(8 * count).hex()
         trace_id, flags = self.trace_id, self.flags
-        return [TraceContext(trace_id, _span_id(), flags) for _ in range(count)]
+        offsets = range(0, 16 * count, 16)
+        if _ZERO_SPAN not in ids:
+            # (All but surely:) no 16 zeros anywhere, so no span id is all zero.
+            return [TraceContext(trace_id, ids[i : i + 16], flags) for i in offsets]
+        spans = (ids[i : i + 16] for i in offsets)
+        return [TraceContext(trace_id, span if span != _ZERO_SPAN else _ONE_SPAN, flags) for span in spans]
 
     @property
     def traceparent(self) -> str:
