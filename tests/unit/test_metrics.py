@@ -6,6 +6,8 @@ endpoints are scraped end to end in ``tests/e2e/test_tracing_network.py``.
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from kubetensor.chain.metrics import ChainMetrics
@@ -14,7 +16,7 @@ from kubetensor.miner.jobs import Status
 from kubetensor.miner.metrics import MinerMetrics
 from kubetensor.validator.metrics import ValidatorMetrics
 from kubetensor.validator.rounds import Outcome, RoundSummary, ScoredTask
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -187,3 +189,23 @@ def test_validator_per_miner_figures_expose_as_labelled_counters_and_gauges_woul
         "kubetensor_validator_tasks_failed_created",
         frozenset({("uid", "3"), ("hotkey", f"{3:064x}"), ("outcome", "bad_signature")}),
     ) in expected
+
+
+def test_the_miners_task_counter_exposes_what_a_prometheus_counter_would() -> None:
+    reference = CollectorRegistry()
+    documentation = MinerMetrics().tasks.documentation
+    counter = Counter("kubetensor_miner_tasks", documentation, ["status"], registry=reference)
+    children = {status: counter.labels(status.value) for status in Status}
+    miner = MinerMetrics()
+    for status in (Status.OK, Status.OK, Status.BUSY, Status.FAILED):
+        children[status].inc()
+        miner.count(status)
+    ours = generate_latest(miner.registry).decode()
+    theirs = generate_latest(reference).decode()
+    tasks = [line for line in ours.splitlines() if "kubetensor_miner_tasks" in line]
+    # Equal line for line, but for the creation times.
+    created = re.compile(r"(_created\{[^}]*\}) \S+$")
+    assert [created.sub(r"\1", line) for line in tasks] == [
+        created.sub(r"\1", line) for line in theirs.splitlines()
+    ]
+    assert _samples(ours)[("kubetensor_miner_tasks_total", frozenset({("status", "ok")}))] == 2

@@ -13,6 +13,7 @@ from kubetensor.core.keys import Keypair, VerifiedSignatures
 from kubetensor.core.metagraphview import MetagraphView, NeuronView
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.completions import parse_event
+from kubetensor.miner.deadlines import GenerationDeadlines
 from kubetensor.miner.errors import (
     EngineError,
     MetagraphUnavailableError,
@@ -334,6 +335,82 @@ async def test_generation_stops_at_the_task_deadline() -> None:
     assert miner.in_flight == 0
 
 
+async def test_each_generation_stops_at_its_own_deadline_and_no_sooner() -> None:
+    engine = Engine()
+    engine.gate = asyncio.Event()  # held until the test releases it
+    now = time.time_ns() // 1_000_000
+    miner = MinerService(keypair=MINER, netuid=1, engine=engine, permits=Permits(VALIDATOR.hotkey))
+    # Latest deadline first, so each later start must bring the shared timer forward.
+    late = asyncio.create_task(miner.answer(job(nonce=1, deadline_ms=now + 30_000)))
+    middle = asyncio.create_task(miner.answer(job(nonce=2, deadline_ms=now + 300)))
+    early = asyncio.create_task(miner.answer(job(nonce=3, deadline_ms=now + 100)))
+    # (Bounded, so that a deadline that never fires fails the test instead of hanging it.)
+    first, second = await asyncio.wait_for(asyncio.gather(early, middle), 10)
+    assert (first.status, second.status) == (Status.FAILED, Status.FAILED)
+    assert "deadline" in first.error
+    assert "deadline" in second.error
+    assert not late.done()
+    assert miner.in_flight == 1
+    engine.gate.set()
+    answer = await late
+    assert (answer.status, answer.completion) == (Status.OK, "231")
+    assert miner.in_flight == 0
+
+
+async def test_a_generation_cancelled_from_outside_stays_cancelled() -> None:
+    engine = Engine()
+    engine.gate = asyncio.Event()
+    engine.entered = asyncio.Event()
+    now = time.time_ns() // 1_000_000
+    miner = MinerService(keypair=MINER, netuid=1, engine=engine, permits=Permits(VALIDATOR.hotkey))
+    running = asyncio.create_task(miner.answer(job(deadline_ms=now + 30_000)))
+    await engine.entered.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert miner.in_flight == 0
+
+
+async def test_generation_deadlines_leave_a_cancellation_from_elsewhere_alone() -> None:
+    deadlines = GenerationDeadlines()
+    outcome: list[bool] = []
+
+    async def generation(*, also_cancelled: bool) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines.watch(task, within_s=0.0)
+        if also_cancelled:
+            task.cancel()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            outcome.append(deadlines.finish(task))
+
+    await asyncio.create_task(generation(also_cancelled=False))
+    await asyncio.create_task(generation(also_cancelled=True))
+    assert outcome == [True, False]
+    assert len(deadlines) == 0
+
+
+def test_deadlines_are_honoured_when_a_service_moves_to_another_event_loop() -> None:
+    engine = Engine()
+    miner = MinerService(keypair=MINER, netuid=1, engine=engine, permits=Permits(VALIDATOR.hotkey))
+
+    async def hung(nonce: int, *, within_ms: int, cancel: bool) -> Status | None:
+        engine.gate, engine.entered = asyncio.Event(), asyncio.Event()
+        now = time.time_ns() // 1_000_000
+        running = asyncio.create_task(miner.answer(job(nonce=nonce, deadline_ms=now + within_ms)))
+        if not cancel:
+            return (await asyncio.wait_for(running, 10)).status
+        await engine.entered.wait()
+        running.cancel()
+        return None
+
+    # The first loop ends with the shared timer armed on it; the second must arm its own.
+    asyncio.run(hung(1, within_ms=200, cancel=True))
+    assert asyncio.run(hung(2, within_ms=400, cancel=False)) is Status.FAILED
+
+
 async def test_direct_generation_streams_and_caps_max_tokens() -> None:
     engine = Engine("42")
     miner = MinerService(keypair=MINER, netuid=1, engine=engine, permits=Permits(), max_tokens_limit=16)
@@ -351,6 +428,47 @@ def test_replay_guard_forgets_pairs_once_their_deadline_passed() -> None:
     assert len(guard) == 2
     guard.admit("v", nonce=2, deadline_unix_ms=300, now_unix_ms=101)
     assert len(guard) == 1  # both deadline-100 pairs are gone
+
+
+def test_replay_guard_forgets_pairs_in_deadline_order_whatever_their_arrival() -> None:
+    guard = ReplayGuard()
+    for nonce, deadline in ((1, 300), (2, 100), (3, 200), (4, 100)):
+        guard.admit("v", nonce=nonce, deadline_unix_ms=deadline, now_unix_ms=0)
+    guard.admit("v", nonce=5, deadline_unix_ms=400, now_unix_ms=150)
+    assert len(guard) == 3  # nonces 2 and 4 (deadline 100) are gone
+    for nonce in (1, 3, 5):
+        with pytest.raises(ReplayedTaskError):
+            guard.admit("v", nonce=nonce, deadline_unix_ms=400, now_unix_ms=150)
+    guard.admit("v", nonce=2, deadline_unix_ms=400, now_unix_ms=150)
+    guard.admit("v", nonce=6, deadline_unix_ms=400, now_unix_ms=301)
+    assert len(guard) == 3  # 2, 5 and 6: deadlines 200 and 300 passed
+    with pytest.raises(ReplayedTaskError):
+        guard.admit("v", nonce=5, deadline_unix_ms=400, now_unix_ms=301)
+
+
+def test_replay_guard_forgets_a_pair_at_its_deadline_between_sweeps() -> None:
+    guard = ReplayGuard(sweep_ms=10_000)
+    guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
+    with pytest.raises(ReplayedTaskError):
+        guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=100)
+    # No sweep is due yet, but the deadline passed: the pair is forgotten and may come back.
+    guard.admit("v", nonce=1, deadline_unix_ms=50_000, now_unix_ms=101)
+    assert len(guard) == 1
+    # The sweep that drops the deadline-100 bucket keeps the pair's later admission.
+    guard.admit("w", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_001)
+    with pytest.raises(ReplayedTaskError):
+        guard.admit("v", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_002)
+    assert len(guard) == 2
+
+
+def test_replay_guard_at_capacity_makes_room_from_passed_deadlines() -> None:
+    guard = ReplayGuard(capacity=2, sweep_ms=10_000)
+    guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
+    guard.admit("v", nonce=2, deadline_unix_ms=200, now_unix_ms=0)
+    guard.admit("v", nonce=3, deadline_unix_ms=300, now_unix_ms=150)
+    with pytest.raises(MinerBusyError):
+        guard.admit("v", nonce=4, deadline_unix_ms=300, now_unix_ms=150)
+    assert len(guard) == 2
 
 
 def test_replay_guard_at_capacity_is_busy_not_forgetful() -> None:

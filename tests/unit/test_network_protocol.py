@@ -3,6 +3,8 @@ RoundReport encodings."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from google.protobuf.message import DecodeError
 from kubetensor.core import keys, merkle, subjects
@@ -90,6 +92,29 @@ def test_traceparent_round_trips_and_children_share_the_trace() -> None:
     assert child.span_id != root.span_id
     assert root.traceparent.startswith("00-")
     assert root.traceparent.endswith("-01")
+
+
+def test_minted_trace_and_span_ids_are_well_formed_and_distinct() -> None:
+    roots = [TraceContext.start() for _ in range(200)]
+    spans = [span for root in roots[:4] for span in [root.child(), *root.children(50)]]
+    for context in roots + spans:
+        assert TraceContext.parse(context.traceparent) == context
+    assert len({root.trace_id for root in roots}) == len(roots)
+    assert len({span.span_id for span in spans}) == len(spans)
+    assert {span.trace_id for span in spans} == {root.trace_id for root in roots[:4]}
+
+
+def test_a_minted_id_that_comes_out_all_zero_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(random, "randbytes", bytes)  # every draw all zero bytes
+    root = TraceContext.start()
+    for context in (root, root.child(), *root.children(3)):
+        assert TraceContext.parse(context.traceparent) == context
+
+
+def test_a_traceparent_with_spaces_or_capitals_is_read_as_its_lowercase() -> None:
+    value = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"
+    assert TraceContext.parse(f"  {value} ") == TraceContext.parse(value.lower())
+    assert TraceContext.parse(value.lower()) is not None
 
 
 def test_traceparent_is_read_case_insensitively_from_headers() -> None:

@@ -9,12 +9,17 @@ span's ids in this same type and these are the ones sent. Format (W3C Trace Cont
     traceparent: 00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>
 
 An all-zero trace-id or parent-id, a version ``ff`` or a malformed header is invalid and ignored.
+
+The ids minted here come from ``random``'s generator (seeded from the OS, reseeded in a forked child),
+not from ``secrets``: W3C asks trace and span ids to be unique and random, not secret, and a miner mints
+one per task (``secrets`` makes a system call each time). Nothing is authorized by a trace id; the
+validator's round ids and reply inboxes, which must not be guessed, use ``secrets`` themselves.
 """
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -23,7 +28,15 @@ from kubetensor.core.subjects import TRACEPARENT
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
+_ONE_SPAN = "0" * 15 + "1"
+_ONE_TRACE = "0" * 31 + "1"
 SAMPLED = 0x01
+
+
+def _span_id() -> str:
+    # Not all zero (W3C): a draw of 0, one in 2**64, becomes 1.
+    span = random.randbytes(8).hex()
+    return span if span != _ZERO_SPAN else _ONE_SPAN
 
 
 @dataclass(frozen=True)
@@ -39,17 +52,23 @@ class TraceContext:
     @classmethod
     def start(cls, *, sampled: bool = True) -> TraceContext:
         """A new trace with a new root span."""
-        return cls(secrets.token_hex(16), secrets.token_hex(8), SAMPLED if sampled else 0)
+        trace = random.randbytes(16).hex()
+        return cls(trace if trace != _ZERO_TRACE else _ONE_TRACE, _span_id(), SAMPLED if sampled else 0)
 
     def child(self) -> TraceContext:
         """A new span in the same trace, whose parent is this span."""
-        return TraceContext(self.trace_id, secrets.token_hex(8), self.flags)
+        return TraceContext(self.trace_id, _span_id(), self.flags)
 
     def children(self, count: int) -> list[TraceContext]:
-        """``count`` new spans whose parent is this span (``child`` ``count`` times, one draw of
-        random bytes)."""
-        ids = secrets.token_bytes(8 * count).hex()
-        return [TraceContext(self.trace_id, ids[16 * i : 16 * i + 16], self.flags) for i in range(count)]
+        """``count`` new spans whose parent is this span (``child`` ``count`` times, one random draw)."""
+        ids = random.randbytes(8 * count).hex()
+        trace_id, flags = self.trace_id, self.flags
+        offsets = range(0, 16 * count, 16)
+        if _ZERO_SPAN not in ids:
+            # (All but surely:) no 16 zeros anywhere, so no span id is all zero.
+            return [TraceContext(trace_id, ids[i : i + 16], flags) for i in offsets]
+        spans = (ids[i : i + 16] for i in offsets)
+        return [TraceContext(trace_id, span if span != _ZERO_SPAN else _ONE_SPAN, flags) for span in spans]
 
     @property
     def traceparent(self) -> str:
@@ -61,7 +80,8 @@ class TraceContext:
         """The context a ``traceparent`` value names, or None when it is absent or invalid."""
         if not value:
             return None
-        match = _TRACEPARENT.fullmatch(value.strip().lower())
+        # A value as this module writes it matches as it is; only others need stripping and lowering.
+        match = _TRACEPARENT.fullmatch(value) or _TRACEPARENT.fullmatch(value.strip().lower())
         if match is None:
             return None
         version, trace_id, span_id, flags, rest = match.groups()

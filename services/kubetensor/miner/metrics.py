@@ -9,11 +9,12 @@ scrape; absent when the engine does not answer). Served by ``__main__`` through
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
@@ -54,19 +55,37 @@ class EngineQueueCollector(Collector):
             yield GaugeMetricFamily(name, documentation, value=value)
 
 
+class TaskCounter(Collector):
+    """``kubetensor_miner_tasks_total`` by status, counted in plain integers and read at scrape time.
+
+    It exposes what a labelled ``prometheus_client.Counter`` with one child per status would (the
+    ``_total`` and ``_created`` samples, the same help and type), but counting a task is one integer
+    addition on the event loop, without the counter's lock and checks; a scrape from the metrics
+    thread reads the integers as they stand.
+    """
+
+    name = "kubetensor_miner_tasks"
+    documentation = "Tasks the miner answered, by status (ok, busy, refused, expired, failed)."
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(Status, 0)
+        self._created = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=["status"])
+        for status, count in self.counts.items():
+            family.add_metric([status.value], count, created=self._created)
+        yield family
+
+
 class MinerMetrics:
     """One miner's Prometheus figures on ``registry`` (a fresh one by default)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.tasks = Counter(
-            "kubetensor_miner_tasks",
-            "Tasks the miner answered, by status (ok, busy, refused, expired, failed).",
-            ["status"],
-            registry=self.registry,
-        )
-        # One child per status, made once: counting a task is then one lock and one add.
-        self._by_status = {status: self.tasks.labels(status.value) for status in Status}
+        self.tasks = TaskCounter()
+        self.registry.register(self.tasks)
+        self._counts = self.tasks.counts
         self.in_flight = Gauge(
             "kubetensor_miner_generations_in_flight",
             "Generations running now (tasks and direct calls): the miner's own queue depth.",
@@ -77,7 +96,7 @@ class MinerMetrics:
         )
 
     def count(self, status: Status) -> None:
-        self._by_status[status].inc()
+        self._counts[status] += 1
 
     def watch(self, *, in_flight: Callable[[], float], slots: int) -> None:
         """Report ``in_flight()`` at each scrape, and the slot count."""

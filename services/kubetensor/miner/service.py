@@ -29,6 +29,7 @@ from typing import Protocol
 from kubetensor.core import keys, merkle, telemetry
 from kubetensor.core.subjects import ROUND_ENVELOPE_DOMAIN
 from kubetensor.core.tracecontext import TraceContext
+from kubetensor.miner.deadlines import GenerationDeadlines
 from kubetensor.miner.errors import (
     BadTaskProofError,
     BadTaskSignatureError,
@@ -96,6 +97,7 @@ class MinerService:
         self._signatures = signatures if signatures is not None else keys.VerifiedSignatures()
         self._now_ms = now_ms
         self._in_flight = 0
+        self._deadlines = GenerationDeadlines()
         self.metrics = metrics if metrics is not None else MinerMetrics()
         self.metrics.watch(in_flight=lambda: self._in_flight, slots=max_concurrency)
 
@@ -127,8 +129,14 @@ class MinerService:
     async def _answer(self, job: Job) -> Answer:
         try:
             await self.check(job)
-            with self._slot():
+            # The slot of ``_slot``, written out: this runs for every task.
+            if self._in_flight >= self.max_concurrency:
+                raise MinerBusyError(f"all {self.max_concurrency} generation slots are taken")
+            self._in_flight += 1
+            try:
                 return await self._run(job)
+            finally:
+                self._in_flight -= 1
         except MinerError as error:
             _log.debug("task %s: %s", job.task_id, error)
             return Answer(
@@ -196,9 +204,14 @@ class MinerService:
             if telemetry.enabled()
             else contextlib.nullcontext()
         )
+        task = asyncio.current_task()
+        assert task is not None
+        # One shared timer for all generations (``GenerationDeadlines``), not an ``asyncio.timeout`` each;
+        # its cancellation becomes the TimeoutError that timeout raises, inside the span as before.
+        self._deadlines.watch(task, within_s=remaining)
         try:
             with generation:
-                async with asyncio.timeout(max(remaining, 0.0)):
+                try:
                     async for chunk in self._engine.stream(
                         prompt=job.prompt, max_tokens=max_tokens, temperature=0.0, trace=job.trace
                     ):
@@ -206,6 +219,12 @@ class MinerService:
                         events += bool(chunk.text)
                         if chunk.completion_tokens is not None:
                             tokens = chunk.completion_tokens
+                except asyncio.CancelledError:
+                    if self._deadlines.finish(task):
+                        raise TimeoutError from None
+                    raise
+                finally:
+                    self._deadlines.finish(task)
         except TimeoutError:
             raise EngineError(f"generation did not finish before the deadline ({remaining:.3f}s)") from None
         return Answer(

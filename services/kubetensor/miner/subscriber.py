@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry.trace import SpanKind
 
-from kubetensor.core import signing, subjects, telemetry
+from kubetensor.core import subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Answer, Job, SignedBytes, Status
 from kubetensor.miner.service import MinerService
@@ -77,10 +77,12 @@ def response_to_proto(answer: Answer, *, service: MinerService) -> task_pb2.Task
         status=STATUS_TO_PROTO[answer.status],  # type: ignore[arg-type]
         validator_hotkey=answer.validator_hotkey,
     )
-    # The response has no signature yet, so what the signature covers is its serialization as it is.
-    signature = service.sign(subjects.TASK_RESPONSE_DOMAIN, signing.payload(response))
-    response.signature.public_key = service.public_key
-    response.signature.signature = signature
+    # The response has no signature yet, so what the signature covers is its serialization as it is
+    # (``signing.payload`` of it, without the check that there is no signature to clear).
+    signature = service.sign(subjects.TASK_RESPONSE_DOMAIN, response.SerializeToString(deterministic=True))
+    signed = response.signature
+    signed.public_key = service.public_key
+    signed.signature = signature
     return response
 
 
@@ -103,10 +105,14 @@ class TaskSubscriber:
         self._service = service
         self._subscription: Subscription | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.subject = subjects.miner_tasks(service.netuid, service.hotkey)
 
     async def start(self) -> None:
         """Subscribe (the subscription is live on the server when this returns)."""
+        # Kept for the message callbacks, which run on this loop: asking for the running loop costs a
+        # system call (asyncio checks the process id) on every message.
+        self._loop = asyncio.get_running_loop()
         self._subscription = await self._client.subscribe(
             self.subject, queue=subjects.miner_queue(self._service.hotkey), cb=self._on_message
         )
@@ -121,34 +127,42 @@ class TaskSubscriber:
             _, pending = await asyncio.wait(set(self._handlers), timeout=grace)
             for task in pending:
                 task.cancel()
+        # A task cancelled before it ever ran never took itself out.
+        self._handlers.clear()
 
     async def _on_message(self, msg: Msg) -> None:
-        handler = asyncio.create_task(self._handle(msg))
-        self._handlers.add(handler)
-        handler.add_done_callback(self._handlers.discard)
+        # ``_handle`` takes its task out of ``_handlers`` itself: a done callback would cost a loop turn.
+        assert self._loop is not None
+        self._handlers.add(self._loop.create_task(self._handle(msg)))
 
     async def _handle(self, msg: Msg) -> None:
-        if not msg.reply:
-            _log.debug("ignoring a task without a reply subject")
-            return
-        received = TraceContext.from_headers(msg.headers)
-        if telemetry.enabled():
-            # The CONSUMER span continues the validator's producer span; the task runs inside it.
-            with telemetry.span(
-                f"process {subjects.MINER_TASKS_TEMPLATE}",
-                kind=SpanKind.CONSUMER,
-                parent=received,
-                attributes=_consume_attributes(msg, netuid=self._service.netuid),
-            ) as consumer:
-                span = telemetry.current_trace() or TraceContext.start()
-                answer = await self._answer(msg, span)
-                if consumer is not None:
-                    consumer.set_attribute("kubetensor.task.status", answer.status.value)
-                    consumer.set_attribute(telemetry.TASK_ID, answer.task_id)
-                await self._reply(msg, answer, span)
-            return
-        span = received.child() if received is not None else TraceContext.start()
-        await self._reply(msg, await self._answer(msg, span), span)
+        try:
+            if not msg.reply:
+                _log.debug("ignoring a task without a reply subject")
+                return
+            received = TraceContext.from_headers(msg.headers)
+            if telemetry.enabled():
+                await self._handle_traced(msg, received)
+                return
+            span = received.child() if received is not None else TraceContext.start()
+            await self._reply(msg, await self._answer(msg, span), span)
+        finally:
+            self._handlers.discard(asyncio.current_task(self._loop))
+
+    async def _handle_traced(self, msg: Msg, received: TraceContext | None) -> None:
+        # The CONSUMER span continues the validator's producer span; the task runs inside it.
+        with telemetry.span(
+            f"process {subjects.MINER_TASKS_TEMPLATE}",
+            kind=SpanKind.CONSUMER,
+            parent=received,
+            attributes=_consume_attributes(msg, netuid=self._service.netuid),
+        ) as consumer:
+            span = telemetry.current_trace() or TraceContext.start()
+            answer = await self._answer(msg, span)
+            if consumer is not None:
+                consumer.set_attribute("kubetensor.task.status", answer.status.value)
+                consumer.set_attribute(telemetry.TASK_ID, answer.task_id)
+            await self._reply(msg, answer, span)
 
     async def _answer(self, msg: Msg, span: TraceContext) -> Answer:
         try:
