@@ -27,8 +27,9 @@ The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of 
 the responder process (``cpu_ms_per_round``: where the time goes, and whether the two overlap), and
 the ratios to raw nats.py. It also measures, in the same run, what one ed25519 signature and one
 verification cost on the real envelope bytes (``ed25519``) and so the signature work per round that no
-transport can remove (``crypto_floor_ms``: the validator signs one envelope and verifies N responses;
-the responder process verifies the envelope once and signs N responses, on one core). Bittensor's
+transport can remove (``crypto_floor_ms``: the validator signs one envelope and verifies N responses
+as a group, ``verify_many``; the responder process verifies the envelope once and signs N responses,
+on one core). Bittensor's
 dendrite/axon baseline needs ``bittensor==10.5.0`` in a separate environment: run
 ``tests/bench/dendrite_baseline.py`` there first and pass its JSON with ``--dendrite FILE``; its numbers
 and the ratios dendrite / kubetensor are then merged in (``dendrite``), otherwise the JSON says it was
@@ -210,24 +211,39 @@ def sample_tasks(count: int) -> list[OutgoingTask]:
     ]
 
 
-def ed25519_costs(operations: int = 2000) -> dict[str, float]:
-    """Median microseconds of one signature and one verification, on a real round envelope's bytes."""
+def ed25519_costs(operations: int = 2000) -> dict[str, Any]:
+    """Median microseconds of one signature and one verification on a real round envelope's bytes, and
+    per signature of the group check the validator makes of a round's 64 responses (``verify_many``)."""
     payload = seal_round(sample_tasks(64), keypair=VALIDATOR)[0].envelope
     signature = VALIDATOR.sign(subjects.ROUND_ENVELOPE_DOMAIN, payload)
+    responses = [
+        (
+            key.public_key,
+            subjects.TASK_RESPONSE_DOMAIN,
+            payload,
+            key.sign(subjects.TASK_RESPONSE_DOMAIN, payload),
+        )
+        for key in miner_keys(64)
+    ]
 
-    def per_call(call: Callable[[], object]) -> float:
+    def per_call(call: Callable[[], object], *, repeat: int = 100, items: int = 1) -> float:
         samples = []
-        for _ in range(operations // 100):
+        for _ in range(max(1, operations // (repeat * items))):
             started = time.perf_counter()
-            for _ in range(100):
+            for _ in range(repeat):
                 call()
-            samples.append((time.perf_counter() - started) * 1e6 / 100)
+            samples.append((time.perf_counter() - started) * 1e6 / (repeat * items))
         return statistics.median(samples)
 
+    if not all(keys.verify_many(responses)):
+        raise AssertionError("the bench's own responses must verify")
     return {
         "sign_us": per_call(lambda: VALIDATOR.sign(subjects.ROUND_ENVELOPE_DOMAIN, payload)),
         "verify_us": per_call(
             lambda: keys.verify(VALIDATOR.public_key, subjects.ROUND_ENVELOPE_DOMAIN, payload, signature)
+        ),
+        "verify_many_64_us_per_signature": per_call(
+            lambda: keys.verify_many(responses), repeat=5, items=len(responses)
         ),
         "library": "kubetensor_native (ed25519-dalek)" if keys.BACKEND == "native" else "PyNaCl (libsodium)",
     }
@@ -325,9 +341,9 @@ async def measure(
     for name in ("kubetensor_round", "kubetensor_fanout"):
         result[f"{name}_vs_raw_p50"] = result[name]["p50_ms"] / result["raw_nats"]["p50_ms"]
         result[f"{name}_vs_raw_p99"] = result[name]["p99_ms"] / result["raw_nats"]["p99_ms"]
-    # The validator signs one envelope and verifies every response; the responder process verifies the
-    # envelope once and signs every response.
-    floor = (signature_costs["sign_us"] + count * signature_costs["verify_us"]) / 1000
+    # The validator signs one envelope and verifies every response (as a group: ``verify_many``); the
+    # responder process verifies the envelope once and signs every response.
+    floor = (signature_costs["sign_us"] + count * signature_costs["verify_many_64_us_per_signature"]) / 1000
     responders_floor = (signature_costs["verify_us"] + count * signature_costs["sign_us"]) / 1000
     result["crypto_floor_ms"] = {"validator": floor, "responders": responders_floor}
     result["crypto_floor_vs_raw_p50"] = floor / result["raw_nats"]["p50_ms"]
