@@ -20,16 +20,20 @@ Composed by ``__main__``; the tests drive ``run_round`` directly. Each round:
 6. saves the state (averages, round number, weight nonce) atomically and publishes a round report.
 
 Step 6 is the round's tail and runs off its critical path (``_persist``): ``run_round`` returns once the
-scores and averages are computed, while the state file is written and fsynced in a worker thread and the
-report is published after it. The next round waits for that tail before it folds in new scores (by then
-the tail has long overlapped with its fan-out), and ``drain`` waits for it on shutdown. So a report is
-only ever published for a round whose state is on disk, and a crash loses at most the round whose
-report never went out, as if it had crashed a moment earlier.
+scores and averages are computed; the state then goes to the validator's ``StateWriter`` (one thread of
+its own writes and fsyncs the states in order, only the newest of those waiting) and the round's report
+is published once that state, or a newer one, is on disk. Reports go out in round order. A round does
+not wait for the previous round's tail, only for older ones (at most ``_UNSAVED_ROUNDS`` rounds are ever
+on their way to disk, so a slow disk slows the rounds down instead of piling them up). After a failed
+save every round raises its error and nothing is reported again; ``drain`` waits for every tail on
+shutdown. So a report is only ever published for a round whose state is on disk, and a crash loses at
+most the rounds whose reports never went out, as if it had crashed a moment earlier.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -47,10 +51,13 @@ from kubetensor.validator.errors import NotRegisteredError, ValidatorError
 from kubetensor.validator.metrics import ValidatorMetrics
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask, SealedTask
 from kubetensor.validator.scoring import task_score
-from kubetensor.validator.state import StateFile, ValidatorState
+from kubetensor.validator.state import StateFile, StateWriter, ValidatorState
 from kubetensor.validator.tasks import Challenge, TaskKind
 
 _log = logging.getLogger(__name__)
+
+_UNSAVED_ROUNDS = 2
+"""Rounds whose state may still be on its way to disk when the next round folds in its scores."""
 
 
 class TaskSender(Protocol):
@@ -113,7 +120,7 @@ class ValidatorService:
         self._kind = task_kind
         self._sender = sender
         self._consensus = consensus
-        self._state_file = state_file
+        self._writer = StateWriter(state_file)
         self.state = state
         self._task_timeout_s = task_timeout_s
         self._sample_size = sample_size
@@ -130,7 +137,7 @@ class ValidatorService:
         self._last_nonce = 0
         self._waiting_logged = False
         self.metrics = metrics if metrics is not None else ValidatorMetrics()
-        self._tail: asyncio.Task[None] | None = None
+        self._tails: collections.deque[asyncio.Task[None]] = collections.deque()
 
     # -- one round ------------------------------------------------------------------------------------
 
@@ -178,8 +185,7 @@ class ValidatorService:
         challenge = self._kind.challenge(self._rng)
         trace = telemetry.current_trace() or TraceContext.start()
         replies = await self._fan_out(sample, challenge, trace=trace)
-        # The previous round's tail must be done (its state on disk) before this one changes the state.
-        await self.drain()
+        await self._settle_tails()
         scored = self._score(sample, replies, challenge)
         weights: tuple[tuple[int, int], ...] = ()
         weights_block = 0
@@ -196,19 +202,40 @@ class ValidatorService:
             weights_block=weights_block,
             validator_hotkey=self.hotkey,
         )
-        self._tail = asyncio.create_task(self._persist(self.state, summary), name="validator-round-tail")
+        previous = self._tails[-1] if self._tails else None
+        self._tails.append(
+            asyncio.create_task(self._persist(self.state, summary, previous), name="validator-round-tail")
+        )
         return summary
 
-    async def drain(self) -> None:
-        """Wait until the last round's state is on disk and its report published (see the module doc);
-        raises what saving the state raised."""
-        tail, self._tail = self._tail, None
-        if tail is not None:
-            await tail
+    async def _settle_tails(self) -> None:
+        """Forget the finished tails (raising what one raised) and wait for the oldest ones while more than
+        ``_UNSAVED_ROUNDS`` are left (see the module doc)."""
+        tails = self._tails
+        while tails and (tails[0].done() or len(tails) >= _UNSAVED_ROUNDS):
+            await tails.popleft()
+        failure = self._writer.failure
+        if failure is not None:
+            # Once a state could not be saved, no round is reported again: every one raises why.
+            raise failure
 
-    async def _persist(self, state: ValidatorState, summary: RoundSummary) -> None:
-        # The fsyncs run in a worker thread so that the event loop goes on with the next round.
-        await asyncio.to_thread(self._state_file.save, state)
+    async def drain(self) -> None:
+        """Wait until every round's state is on disk and its report published (see the module doc);
+        raises what saving a state raised."""
+        tails = self._tails
+        while tails:
+            await tails.popleft()
+
+    async def _persist(
+        self, state: ValidatorState, summary: RoundSummary, previous: asyncio.Task[None] | None
+    ) -> None:
+        # The state is written and fsynced on the writer's thread while the event loop goes on. It is
+        # handed over here, at the loop's next turn, not as the round ends: back to back, the next round
+        # has sealed its tasks and sent its first wave by then.
+        await self._writer.save(state)
+        if previous is not None:
+            # Reports go out in round order (the previous round's state is on disk by now).
+            await previous
         try:
             await self._sender.publish_report(summary)
         except Exception as error:
