@@ -157,6 +157,16 @@ async def test_a_round_queries_every_miner_but_not_the_validators(tmp_path: Path
     assert sender.reports == [summary]
 
 
+async def test_task_nonces_grow_from_round_to_round(tmp_path: Path) -> None:
+    sender = Sender({hotkey: "right" for hotkey in MINERS})
+    service = validator(tmp_path, Consensus(metagraph()), sender)
+    await service.run_round()
+    await service.run_round()
+    first, second = ([task.nonce for task in tasks] for tasks in sender.sealed)
+    assert len(set(first)) == len(first) == len(second) == len(set(second))
+    assert min(second) > max(first)
+
+
 async def test_sample_size_bounds_the_miners_per_round(tmp_path: Path) -> None:
     sender = Sender({hotkey: "right" for hotkey in MINERS})
     service = validator(tmp_path, Consensus(metagraph()), sender)

@@ -123,6 +123,38 @@ def test_sealed_wire_tasks_are_byte_for_byte_the_serialized_round(count: int) ->
     wires = seal_round_wire(tasks, keypair=VALIDATOR, round_id=b"r" * 16)
     expected = [task.SerializeToString() for task in seal_round(tasks, keypair=VALIDATOR, round_id=b"r" * 16)]
     assert wires == expected
+
+
+@pytest.mark.parametrize(("task_id", "hotkey", "nonce"), [("t" * 300, "ab" * 32, 7), ("", "", 0)])
+def test_sealed_wire_tasks_match_the_serialized_round_for_long_and_empty_leaves(
+    task_id: str, hotkey: str, nonce: int
+) -> None:
+    # A leaf over 127 bytes needs a two-byte length; an empty one is left out, as protobuf does.
+    tasks = [
+        OutgoingTask(
+            task_id=task_id,
+            netuid=1,
+            task_type="addition",
+            prompt="1+2=",
+            max_tokens=4,
+            miner_hotkey=hotkey,
+            nonce=nonce,
+            deadline_unix_ms=2**40,
+        ),
+        OutgoingTask(
+            task_id="other",
+            netuid=1,
+            task_type="addition",
+            prompt="1+2=",
+            max_tokens=4,
+            miner_hotkey="cd" * 32,
+            nonce=1,
+            deadline_unix_ms=2**40,
+        ),
+    ]
+    wires = seal_round_wire(tasks, keypair=VALIDATOR, round_id=b"r" * 16)
+    expected = [task.SerializeToString() for task in seal_round(tasks, keypair=VALIDATOR, round_id=b"r" * 16)]
+    assert wires == expected
     # And the client's seal sends exactly those bytes (its round id is its own).
     sealed = MinerTaskClient(RecordingClient(), keypair=VALIDATOR).seal(tasks)  # type: ignore[arg-type]
     decoded = [task_pb2.Task.FromString(one.wire) for one in sealed]

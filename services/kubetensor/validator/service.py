@@ -249,17 +249,24 @@ class ValidatorService:
         if not sample:
             return []
         deadline_unix_ms = time.time_ns() // 1_000_000 + round(self._task_timeout_s * 1000)
-        # One draw of random bytes for every task id of the round.
+        # One draw of random bytes for every task id of the round, and one clock read for its nonces.
         ids = secrets.token_bytes(16 * len(sample)).hex()
+        first_nonce = self._next_nonces(len(sample))
+        netuid, task_type, prompt, max_tokens = (
+            self.netuid,
+            self._kind.name,
+            challenge.prompt,
+            challenge.max_tokens,
+        )
         tasks = [
             OutgoingTask(
                 task_id=ids[32 * i : 32 * i + 32],
-                netuid=self.netuid,
-                task_type=self._kind.name,
-                prompt=challenge.prompt,
-                max_tokens=challenge.max_tokens,
+                netuid=netuid,
+                task_type=task_type,
+                prompt=prompt,
+                max_tokens=max_tokens,
                 miner_hotkey=neuron.hotkey,
-                nonce=self._next_nonce(),
+                nonce=first_nonce + i,
                 deadline_unix_ms=deadline_unix_ms,
             )
             for i, neuron in enumerate(sample)
@@ -335,9 +342,12 @@ class ValidatorService:
         _log.info("set weights at block %d: %s", block, ", ".join(f"{uid}:{w}" for uid, w in weights))
         return tuple(weights), block
 
-    def _next_nonce(self) -> int:
-        self._last_nonce = max(time.time_ns(), self._last_nonce + 1)
-        return self._last_nonce
+    def _next_nonces(self, count: int) -> int:
+        """The first of ``count`` consecutive nonces, each larger than every nonce before (wall-clock
+        nanoseconds, so they keep increasing across restarts)."""
+        first = max(time.time_ns(), self._last_nonce + 1)
+        self._last_nonce = first + count - 1
+        return first
 
     # -- the loop -------------------------------------------------------------------------------------
 

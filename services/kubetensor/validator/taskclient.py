@@ -108,10 +108,35 @@ def seal_round_wire(
     the encoding of the shared part followed by that of its own part."""
     envelope, signature, leaves, proofs = _sealed_parts(tasks, keypair=keypair, round_id=round_id)
     shared = task_pb2.Task(envelope=envelope, signature=signature).SerializeToString()
+    # Each task's own part is written field by field (what a Task(leaf=..., proof=...) message would
+    # serialize to, without building one per task): field 3, then each field-4 hash, every one as its
+    # tag, its length and its bytes (an empty leaf, proto3's default, is left out as protobuf does).
     return [
-        shared + task_pb2.Task(leaf=leaf, proof=proof).SerializeToString()
+        b"".join(
+            [shared, _bytes_field(_LEAF_TAG, leaf) if leaf else b""]
+            + [_bytes_field(_PROOF_TAG, h) for h in proof]
+        )
         for leaf, proof in zip(leaves, proofs, strict=True)
     ]
+
+
+_LEAF_TAG = b"\x1a"
+"""``Task.leaf``: field 3, length-delimited."""
+_PROOF_TAG = b"\x22"
+"""``Task.proof``: field 4, length-delimited."""
+
+
+def _bytes_field(tag: bytes, data: bytes) -> bytes:
+    """One length-delimited field's encoding: its tag, the length as a varint, the bytes."""
+    size = len(data)
+    if size < 0x80:
+        return tag + bytes((size,)) + data
+    varint = bytearray()
+    while size >= 0x80:
+        varint.append((size & 0x7F) | 0x80)
+        size >>= 7
+    varint.append(size)
+    return tag + bytes(varint) + data
 
 
 def task_to_proto(task: OutgoingTask, *, keypair: keys.Keypair) -> task_pb2.Task:
@@ -214,6 +239,10 @@ def report_to_proto(summary: RoundSummary, *, keypair: keys.Keypair) -> task_pb2
     return report
 
 
+_SUBJECTS_KEPT = 4096
+"""Miner subjects a client remembers (``MinerTaskClient._miner_tasks``) before it starts over."""
+
+
 class _Round:
     """The replies one ``send_round`` is waiting for, by index, and when each task went out."""
 
@@ -246,6 +275,7 @@ class MinerTaskClient:
         self._replies: Subscription | None = None
         self._waiting: dict[str, tuple[_Round, int]] = {}
         self._unverified: list[tuple[_Round, int, UnverifiedReply]] = []
+        self._subjects: dict[tuple[int, str], str] = {}
 
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]:
         """``tasks`` as one round under one signed envelope, ready to ``send`` (see ``seal_round``)."""
@@ -285,7 +315,7 @@ class MinerTaskClient:
                 pending.sent_at[index] = time.perf_counter()
                 try:
                     await self._client.publish(
-                        subjects.miner_tasks(task.task.netuid, task.task.miner_hotkey),
+                        self._miner_tasks(task.task.netuid, task.task.miner_hotkey),
                         task.wire,
                         reply=inbox,
                         headers={
@@ -314,6 +344,17 @@ class MinerTaskClient:
             self._verify_unverified()
         timeout = Reply(Outcome.TIMEOUT, timeout_s, detail=f"no answer within {timeout_s:.3f}s")
         return [timeout if reply is None else reply for reply in pending.replies]
+
+    def _miner_tasks(self, netuid: int, hotkey: str) -> str:
+        """``subjects.miner_tasks``, checked once per miner rather than once per task."""
+        subject = self._subjects.get((netuid, hotkey))
+        if subject is None:
+            subject = subjects.miner_tasks(netuid, hotkey)
+            if len(self._subjects) >= _SUBJECTS_KEPT:
+                # Hotkeys come and go with registrations; forget them all now and then.
+                self._subjects.clear()
+            self._subjects[(netuid, hotkey)] = subject
+        return subject
 
     async def _send_each(
         self, sealed: Sequence[SealedTask], *, timeout_s: float, traces: Sequence[TraceContext], wave: int
