@@ -13,6 +13,7 @@ from kubetensor.core import subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import task_pb2
+from kubetensor.validator import taskclient
 from kubetensor.validator.rounds import Outcome, OutgoingTask
 from kubetensor.validator.taskclient import MinerTaskClient, seal_round, seal_round_wire
 
@@ -160,3 +161,27 @@ def test_sealed_wire_tasks_match_the_serialized_round_for_long_and_empty_leaves(
     decoded = [task_pb2.Task.FromString(one.wire) for one in sealed]
     assert [one.leaf for one in decoded] == [task_pb2.Task.FromString(wire).leaf for wire in wires]
     assert len({one.envelope for one in decoded}) == 1
+
+
+def test_a_round_whose_tasks_differ_in_a_shared_field_is_refused() -> None:
+    tasks = [
+        OutgoingTask(
+            task_id=f"t{i}",
+            netuid=1,
+            task_type="addition",
+            prompt=prompt,
+            max_tokens=4,
+            miner_hotkey="ab" * 32,
+            nonce=i + 1,
+            deadline_unix_ms=2**40,
+        )
+        for i, prompt in enumerate(["1+2=", "1+2=", "3+4="])
+    ]
+    with pytest.raises(ValueError, match="prompt: every task of a round must share it, task t2 differs"):
+        seal_round_wire(tasks, keypair=VALIDATOR)
+
+
+@pytest.mark.parametrize("proof", [[], [b"h" * 32], [b"h" * 32, b"i" * 32], [b"x" * 5, b"y" * 200]])
+def test_proof_fields_are_what_protobuf_writes(proof: list[bytes]) -> None:
+    # Hashes of another size than SHA-256's take the general path.
+    assert taskclient._proof_fields(proof) == task_pb2.Task(proof=proof).SerializeToString()

@@ -56,10 +56,11 @@ def _sealed_parts(
     if not tasks:
         raise ValueError("tasks: a round needs at least one task")
     first = tasks[0]
-    for task in tasks[1:]:
-        for name in _SHARED:
-            if getattr(task, name) != getattr(first, name):
-                raise ValueError(f"{name}: every task of a round must share it, task {task.task_id} differs")
+    shared = (first.netuid, first.task_type, first.prompt, first.max_tokens, first.deadline_unix_ms)
+    for task in tasks:
+        if (task.netuid, task.task_type, task.prompt, task.max_tokens, task.deadline_unix_ms) != shared:
+            name = next(name for name in _SHARED if getattr(task, name) != getattr(first, name))
+            raise ValueError(f"{name}: every task of a round must share it, task {task.task_id} differs")
     leaves = [
         task_pb2.TaskLeaf(
             task_id=task.task_id, miner_hotkey=task.miner_hotkey, nonce=task.nonce
@@ -112,18 +113,25 @@ def seal_round_wire(
     # serialize to, without building one per task): field 3, then each field-4 hash, every one as its
     # tag, its length and its bytes (an empty leaf, proto3's default, is left out as protobuf does).
     return [
-        b"".join(
-            [shared, _bytes_field(_LEAF_TAG, leaf) if leaf else b""]
-            + [_bytes_field(_PROOF_TAG, h) for h in proof]
-        )
+        shared + (_bytes_field(_LEAF_TAG, leaf) if leaf else b"") + _proof_fields(proof)
         for leaf, proof in zip(leaves, proofs, strict=True)
     ]
+
+
+def _proof_fields(proof: Sequence[bytes]) -> bytes:
+    """``proof`` as repeated field 4: every hash's tag and length are the same two bytes (SHA-256)."""
+    if all(len(node) == _HASH_SIZE for node in proof):
+        return _HASH_FIELD.join([b"", *proof]) if proof else b""
+    return b"".join(_bytes_field(_PROOF_TAG, node) for node in proof)
 
 
 _LEAF_TAG = b"\x1a"
 """``Task.leaf``: field 3, length-delimited."""
 _PROOF_TAG = b"\x22"
 """``Task.proof``: field 4, length-delimited."""
+_HASH_SIZE = 32
+_HASH_FIELD = _PROOF_TAG + bytes((_HASH_SIZE,))
+"""A ``Task.proof`` hash's tag and length."""
 
 
 def _bytes_field(tag: bytes, data: bytes) -> bytes:
