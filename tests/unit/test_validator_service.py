@@ -9,7 +9,7 @@ import json
 import random
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -100,12 +100,22 @@ class Sender:
         return Reply(Outcome.OK, 0.01, completion=answer)
 
     async def send_round(
-        self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int
+        self,
+        sealed: Sequence[SealedTask],
+        *,
+        timeout_s: float,
+        trace: TraceContext,
+        wave: int,
+        sent: Callable[[], None] | None = None,
     ) -> list[Reply]:
         self.waves.append(wave)
-        return list(
-            await asyncio.gather(*(self.send(task, timeout_s=timeout_s, trace=trace) for task in sealed))
-        )
+        queries = [
+            asyncio.ensure_future(self.send(task, timeout_s=timeout_s, trace=trace)) for task in sealed
+        ]
+        await asyncio.sleep(0)
+        if sent is not None:
+            sent()
+        return list(await asyncio.gather(*queries))
 
     async def publish_report(self, summary: RoundSummary) -> None:
         self.reports.append(summary)

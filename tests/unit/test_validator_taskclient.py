@@ -73,9 +73,18 @@ async def test_send_round_publishes_in_waves_and_times_out_unanswered_tasks(
     nc = RecordingClient()
     client = MinerTaskClient(nc, keypair=VALIDATOR)  # type: ignore[arg-type]
     trace = TraceContext.start()
-    replies = await client.send_round(round_of(client), timeout_s=0.05, trace=trace, wave=wave)
+    published_when_sent: list[int] = []
+    replies = await client.send_round(
+        round_of(client),
+        timeout_s=0.05,
+        trace=trace,
+        wave=wave,
+        sent=lambda: published_when_sent.append(len(nc.published)),
+    )
     # The first wave reaches the transport before the next one is published; every miner once.
     assert nc.published_at_first_flush == first_flush
+    # ``sent`` is told once, when every task is out.
+    assert published_when_sent == [len(MINERS)]
     assert [subject for subject, _, _ in nc.published] == [subjects.miner_tasks(1, m.hotkey) for m in MINERS]
     # Every reply subject is the client's inbox plus its own token; every task its own child span.
     inboxes = [reply for _, reply, _ in nc.published]

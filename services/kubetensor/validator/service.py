@@ -67,10 +67,17 @@ class TaskSender(Protocol):
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]: ...
 
     async def send_round(
-        self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int
+        self,
+        sealed: Sequence[SealedTask],
+        *,
+        timeout_s: float,
+        trace: TraceContext,
+        wave: int,
+        sent: Callable[[], None] | None = None,
     ) -> list[Reply]:
         """One checked reply per task, in order, within ``timeout_s``; ``wave`` tasks go out per turn
-        of the event loop; a task that could not be sent is FAILED, whatever the others do."""
+        of the event loop; a task that could not be sent is FAILED, whatever the others do; ``sent`` is
+        called once every task is out, before the replies are awaited."""
         ...
 
     async def publish_report(self, summary: RoundSummary) -> None: ...
@@ -138,6 +145,7 @@ class ValidatorService:
         self._waiting_logged = False
         self.metrics = metrics if metrics is not None else ValidatorMetrics()
         self._tails: collections.deque[asyncio.Task[None]] = collections.deque()
+        self._sending: asyncio.Future[None] | None = None
 
     # -- one round ------------------------------------------------------------------------------------
 
@@ -230,8 +238,12 @@ class ValidatorService:
         self, state: ValidatorState, summary: RoundSummary, previous: asyncio.Task[None] | None
     ) -> None:
         # The state is written and fsynced on the writer's thread while the event loop goes on. It is
-        # handed over here, at the loop's next turn, not as the round ends: back to back, the next round
-        # has sealed its tasks and sent its first wave by then.
+        # handed over when the loop has little else to do: not as the round ends, and, when the next
+        # round is already sending its tasks (back to back), once they are all out and it waits for
+        # replies (waking the writer mid-wave delays the wave).
+        sending = self._sending
+        if sending is not None:
+            await sending
         await self._writer.save(state)
         if previous is not None:
             # Reports go out in round order (the previous round's state is on disk by now).
@@ -272,10 +284,23 @@ class ValidatorService:
             for i, neuron in enumerate(sample)
         ]
         sealed = self._sender.seal(tasks)
-        replies = await self._sender.send_round(
-            sealed, timeout_s=self._task_timeout_s, trace=trace, wave=self._send_wave
-        )
+        self._sending = asyncio.get_running_loop().create_future()
+        try:
+            replies = await self._sender.send_round(
+                sealed,
+                timeout_s=self._task_timeout_s,
+                trace=trace,
+                wave=self._send_wave,
+                sent=self._tasks_sent,
+            )
+        finally:
+            self._tasks_sent()
         return [(task.task_id, reply) for task, reply in zip(tasks, replies, strict=True)]
+
+    def _tasks_sent(self) -> None:
+        sending, self._sending = self._sending, None
+        if sending is not None and not sending.done():
+            sending.set_result(None)
 
     def _score(
         self, sample: list[NeuronView], replies: list[tuple[str, Reply]], challenge: Challenge

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import nats.errors
@@ -291,10 +291,17 @@ class MinerTaskClient:
         return [SealedTask(task, wire) for task, wire in zip(tasks, wires, strict=True)]
 
     async def send_round(
-        self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int = 16
+        self,
+        sealed: Sequence[SealedTask],
+        *,
+        timeout_s: float,
+        trace: TraceContext,
+        wave: int = 16,
+        sent: Callable[[], None] | None = None,
     ) -> list[Reply]:
         """Send a sealed round's tasks, ``wave`` at a time, and wait up to ``timeout_s`` for the checked
-        replies (one per task, in order; a task that could not be sent is FAILED).
+        replies (one per task, in order; a task that could not be sent is FAILED). ``sent`` is called once
+        every task has been handed to NATS, before the replies are awaited.
 
         With tracing on, each task is a ``send`` (its own PRODUCER span). Otherwise the round is one
         request/reply exchange of this client's own: every task's reply subject is this client's inbox
@@ -309,7 +316,7 @@ class MinerTaskClient:
             return []
         traces = trace.children(len(sealed))
         if telemetry.enabled():
-            return await self._send_each(sealed, timeout_s=timeout_s, traces=traces, wave=wave)
+            return await self._send_each(sealed, timeout_s=timeout_s, traces=traces, wave=wave, sent=sent)
         prefix = await self._reply_inbox()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -338,6 +345,8 @@ class MinerTaskClient:
                 if index % wave == wave - 1:
                     # One turn of the event loop: the NATS client's flusher sends this wave.
                     await asyncio.sleep(0)
+            if sent is not None:
+                sent()
             if pending.left:
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -365,7 +374,13 @@ class MinerTaskClient:
         return subject
 
     async def _send_each(
-        self, sealed: Sequence[SealedTask], *, timeout_s: float, traces: Sequence[TraceContext], wave: int
+        self,
+        sealed: Sequence[SealedTask],
+        *,
+        timeout_s: float,
+        traces: Sequence[TraceContext],
+        wave: int,
+        sent: Callable[[], None] | None,
     ) -> list[Reply]:
         queries: list[asyncio.Task[Reply]] = []
         try:
@@ -377,6 +392,8 @@ class MinerTaskClient:
                     )
                 )
                 await asyncio.sleep(0)
+            if sent is not None:
+                sent()
             return list(await asyncio.gather(*queries))
         except BaseException:
             for query in queries:
