@@ -20,7 +20,7 @@ In the parent, three timings per size, each a list of rounds:
   report published) runs in the background and overlaps the next round's fan-out, which waits for it
   before it updates the averages, so back-to-back rounds still pay for it where it does not overlap;
 * ``kubetensor_fanout``: one ``MinerTaskClient.seal`` of N tasks (one signature) and one
-  ``send_round`` of them (N requests in waves of 16, every reply verified), as the round does it;
+  ``send_round`` of them (N requests in waves of 32, every reply verified), as the round does it;
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
 
 The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of the requester and of

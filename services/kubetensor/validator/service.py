@@ -56,6 +56,12 @@ from kubetensor.validator.tasks import Challenge, TaskKind
 
 _log = logging.getLogger(__name__)
 
+SEND_WAVE = 32
+"""Tasks handed to NATS per turn of the event loop (one socket write each). Measured with 64 miners
+(tests/bench/bench_network.py, one round's wall time): 8 and 64 were slowest, 32 a little ahead of 16,
+on a quiet and on a loaded machine alike: each wave is a write system call and a loop turn, but one
+wave of everything makes the miners wait for the last task to be built before the first goes out."""
+
 _UNSAVED_ROUNDS = 2
 """Rounds whose state may still be on its way to disk when the next round folds in its scores."""
 
@@ -113,7 +119,7 @@ class ValidatorService:
         state: ValidatorState,
         task_timeout_s: float = 5.0,
         sample_size: int = 16,
-        send_wave: int = 16,
+        send_wave: int = SEND_WAVE,
         latency_weight: float = 0.05,
         weights_interval_s: float = 60.0,
         retry_s: float = 5.0,

@@ -296,7 +296,7 @@ class MinerTaskClient:
         *,
         timeout_s: float,
         trace: TraceContext,
-        wave: int = 16,
+        wave: int = 32,  # ValidatorService.SEND_WAVE: see there why
         sent: Callable[[], None] | None = None,
     ) -> list[Reply]:
         """Send a sealed round's tasks, ``wave`` at a time, and wait up to ``timeout_s`` for the checked
