@@ -194,3 +194,48 @@ def test_a_round_whose_tasks_differ_in_a_shared_field_is_refused() -> None:
 def test_proof_fields_are_what_protobuf_writes(proof: list[bytes]) -> None:
     # Hashes of another size than SHA-256's take the general path.
     assert taskclient._proof_fields(proof) == task_pb2.Task(proof=proof).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("task_id", "hotkey", "nonce"),
+    [
+        ("0123456789abcdef" * 2, "ab" * 32, 1_767_000_000_000_000_000),
+        ("", "", 0),
+        ("t", "", 1),
+        ("", "cd" * 32, 0),
+        ("tâche-✓" * 30, "ef" * 32, 2**64 - 1),
+        ("x", "y", 127),
+        ("x", "y", 128),
+    ],
+)
+def test_task_leaves_are_what_protobuf_writes(task_id: str, hotkey: str, nonce: int) -> None:
+    task = OutgoingTask(
+        task_id=task_id,
+        netuid=1,
+        task_type="addition",
+        prompt="1+2=",
+        max_tokens=4,
+        miner_hotkey=hotkey,
+        nonce=nonce,
+        deadline_unix_ms=2**40,
+    )
+    expected = task_pb2.TaskLeaf(task_id=task_id, miner_hotkey=hotkey, nonce=nonce).SerializeToString(
+        deterministic=True
+    )
+    assert taskclient.task_leaf(task) == expected
+
+
+@pytest.mark.parametrize("nonce", [-1, 2**64])
+def test_a_task_leaf_refuses_a_nonce_outside_uint64(nonce: int) -> None:
+    task = OutgoingTask(
+        task_id="t",
+        netuid=1,
+        task_type="addition",
+        prompt="1+2=",
+        max_tokens=4,
+        miner_hotkey="ab" * 32,
+        nonce=nonce,
+        deadline_unix_ms=2**40,
+    )
+    with pytest.raises(ValueError, match="nonce"):
+        taskclient.task_leaf(task)
