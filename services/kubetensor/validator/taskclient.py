@@ -46,6 +46,9 @@ _STATUS_OUTCOMES = {
 }
 
 
+_STATUS_HEADER = Header.STATUS.value
+"""The header nats-server's status replies carry (a no-responders reply's is ``NO_RESPONDERS_STATUS``)."""
+
 _SHARED = ("netuid", "task_type", "prompt", "max_tokens", "deadline_unix_ms")
 
 
@@ -305,6 +308,7 @@ class MinerTaskClient:
     def __init__(self, client: Client, *, keypair: keys.Keypair) -> None:
         self._client = client
         self._keypair = keypair
+        self._hotkey = keypair.hotkey
         self._inbox: str | None = None
         self._replies: Subscription | None = None
         self._waiting: dict[str, tuple[_Round, int]] = {}
@@ -448,11 +452,19 @@ class MinerTaskClient:
         pending, index = waiting
         # The latency is taken on arrival; only the signature check waits for the burst's group check.
         latency = time.perf_counter() - pending.sent_at[index]
-        if msg.headers and msg.headers.get(Header.STATUS) == NO_RESPONDERS_STATUS:
+        headers = msg.headers
+        if headers and headers.get(_STATUS_HEADER) == NO_RESPONDERS_STATUS:
             pending.settle(index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
             return
         try:
-            checked = self._prechecked(msg, task=pending.tasks[index].task, latency_s=latency)
+            # (``_prechecked``, inlined: this runs once per reply.)
+            checked = precheck_reply(
+                msg.data,
+                task=pending.tasks[index].task,
+                validator_hotkey=self._hotkey,
+                latency_s=latency,
+                trace=TraceContext.from_headers(headers),
+            )
         except Exception as error:
             pending.settle(index, self._check_failed(pending, index, latency, error))
             return
@@ -498,7 +510,7 @@ class MinerTaskClient:
         return precheck_reply(
             msg.data,
             task=task,
-            validator_hotkey=self._keypair.hotkey,
+            validator_hotkey=self._hotkey,
             latency_s=latency_s,
             trace=TraceContext.from_headers(msg.headers),
         )
