@@ -363,6 +363,9 @@ def test_state_file_round_trips(tmp_path: Path) -> None:
     file.save(state)
     assert file.load(alpha=0.3) == state
     assert not (tmp_path / "s.json.partial").exists()
+    # Written with sorted keys, as json.dumps(sort_keys=True) would.
+    text = (tmp_path / "s.json").read_text()
+    assert text == json.dumps(json.loads(text), sort_keys=True)
 
 
 def test_state_file_is_saved_into_a_folder_that_is_missing_or_removed(tmp_path: Path) -> None:

@@ -96,20 +96,23 @@ class StateFile:
 
     def save(self, state: ValidatorState) -> None:
         """Replace the file with ``state`` atomically and durably."""
+        # Keys in sorted order, so the file reads as json.dumps(..., sort_keys=True) writes it, without
+        # the encoder sorting every entry again (it holds the GIL meanwhile, and the save runs on a
+        # thread beside the event loop).
         document = {
+            "averages": [
+                {"count": entry.count, "hotkey": entry.hotkey, "uid": uid, "value": entry.value}
+                for uid, entry in sorted(state.averages.entries.items())
+            ],
             "format": FORMAT,
-            "netuid": self._netuid,
             "hotkey": self._hotkey,
+            "netuid": self._netuid,
             "round": state.round,
             "weights_nonce": state.weights_nonce,
             "weights_set": state.weights_set,
-            "averages": [
-                {"uid": uid, "hotkey": entry.hotkey, "value": entry.value, "count": entry.count}
-                for uid, entry in sorted(state.averages.entries.items())
-            ],
         }
         # json.dumps, not json.dump: dump streams through the pure-Python encoder, 4x slower.
-        data = json.dumps(document, sort_keys=True).encode()
+        data = json.dumps(document).encode()
         # os-level calls, not a text file object: the save runs every round, and this is all it needs.
         try:
             fd = os.open(self._partial, _CREATE, 0o666)
