@@ -64,7 +64,12 @@ def _sealed_parts(
         if (task.netuid, task.task_type, task.prompt, task.max_tokens, task.deadline_unix_ms) != shared:
             name = next(name for name in _SHARED if getattr(task, name) != getattr(first, name))
             raise ValueError(f"{name}: every task of a round must share it, task {task.task_id} differs")
-    leaves = [task_leaf(task) for task in tasks]
+    leaves = [
+        task_pb2.TaskLeaf(
+            task_id=task.task_id, miner_hotkey=task.miner_hotkey, nonce=task.nonce
+        ).SerializeToString(deterministic=True)
+        for task in tasks
+    ]
     root, proofs = merkle.tree(leaves)
     envelope = task_pb2.RoundEnvelope(
         round_id=round_id if round_id is not None else secrets.token_bytes(16),
@@ -81,32 +86,6 @@ def _sealed_parts(
         public_key=keypair.public_key, signature=keypair.sign(subjects.ROUND_ENVELOPE_DOMAIN, envelope)
     )
     return envelope, signature, leaves, proofs
-
-
-def task_leaf(task: OutgoingTask) -> bytes:
-    """``task``'s serialized ``TaskLeaf`` (task id, miner hotkey, nonce), byte for byte what protobuf's
-    deterministic serialization writes, field by field without building the message: each field that is
-    not proto3's default, in field-number order, as its tag and its length-delimited bytes or varint."""
-    nonce = task.nonce
-    if not 0 <= nonce < _UINT64_END:
-        raise ValueError(f"nonce: expected a uint64, got {nonce}")
-    parts = []
-    if task.task_id:
-        parts.append(_bytes_field(_TASK_ID_TAG, task.task_id.encode()))
-    if task.miner_hotkey:
-        parts.append(_bytes_field(_MINER_HOTKEY_TAG, task.miner_hotkey.encode()))
-    if nonce:
-        parts.append(_NONCE_TAG + _varint(nonce))
-    return b"".join(parts)
-
-
-_TASK_ID_TAG = b"\x0a"
-"""``TaskLeaf.task_id``: field 1, length-delimited."""
-_MINER_HOTKEY_TAG = b"\x12"
-"""``TaskLeaf.miner_hotkey``: field 2, length-delimited."""
-_NONCE_TAG = b"\x18"
-"""``TaskLeaf.nonce``: field 3, varint."""
-_UINT64_END = 1 << 64
 
 
 def seal_round(
@@ -163,17 +142,12 @@ def _bytes_field(tag: bytes, data: bytes) -> bytes:
     size = len(data)
     if size < 0x80:
         return tag + bytes((size,)) + data
-    return tag + _varint(size) + data
-
-
-def _varint(value: int) -> bytes:
-    """A non-negative integer as a protobuf varint (7 bits a byte, least significant first)."""
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    varint = bytearray()
+    while size >= 0x80:
+        varint.append((size & 0x7F) | 0x80)
+        size >>= 7
+    varint.append(size)
+    return tag + bytes(varint) + data
 
 
 def task_to_proto(task: OutgoingTask, *, keypair: keys.Keypair) -> task_pb2.Task:
