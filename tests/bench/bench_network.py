@@ -16,11 +16,12 @@ In the parent, three timings per size, each a list of rounds:
 
 * ``kubetensor_round``: ``ValidatorService.run_round()`` with ``sample_size=N``: metagraph read (an
   in-memory double, no gRPC), one challenge, N signed tasks sent concurrently, N replies verified and
-  scored, moving averages updated; the round's tail (state file saved with fsync, then the signed round
-  report published) runs in the background and overlaps the next round's fan-out, which waits for it
-  before it updates the averages, so back-to-back rounds still pay for it where it does not overlap;
+  scored, moving averages updated; the round's tail (state file saved with fsync on the validator's
+  writer thread, then the signed round report published) runs in the background while the next round's
+  replies are awaited (a round waits only for the tails of rounds before the previous one), so
+  back-to-back rounds still pay for the CPU it takes;
 * ``kubetensor_fanout``: one ``MinerTaskClient.seal`` of N tasks (one signature) and one
-  ``send_round`` of them (N requests in waves of 16, every reply verified), as the round does it;
+  ``send_round`` of them (N requests in waves of 32, every reply verified), as the round does it;
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
 
 The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of the requester and of

@@ -191,6 +191,46 @@ def test_validator_per_miner_figures_expose_as_labelled_counters_and_gauges_woul
     ) in expected
 
 
+def test_validator_task_scores_expose_as_a_prometheus_histogram_would() -> None:
+    from prometheus_client import Histogram
+
+    rounds = [
+        (_scored(1, Outcome.OK, 0.9), _scored(2, Outcome.TIMEOUT, 0.0), _scored(4, Outcome.OK, 0.4)),
+        (_scored(1, Outcome.OK, 1.0), _scored(3, Outcome.OK, 0.95), _scored(4, Outcome.OK, 0.951)),
+        (
+            _scored(1, Outcome.OK, 0.1),
+            _scored(3, Outcome.OK, 0.35),
+            _scored(4, Outcome.OK, -0.5),
+            _scored(5, Outcome.OK, float("nan")),
+        ),
+    ]
+    validator = ValidatorMetrics()
+    reference = CollectorRegistry()
+    documentation = "Scores given to tasks (0..1)."
+    buckets = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+    histogram = Histogram(
+        "kubetensor_validator_task_score", documentation, buckets=buckets, registry=reference
+    )
+    for scores in rounds:
+        validator.observe_round(
+            RoundSummary(netuid=1, round=1, started_unix_ms=0, duration_s=0.1, scores=scores)
+        )
+        for scored in scores:
+            histogram.observe(scored.score)
+
+    def task_scores(text: str) -> list[str]:
+        # Every line of the family, the creation timestamp's value left out.
+        return [
+            line.rsplit(" ", 1)[0] if line.startswith("kubetensor_validator_task_score_created") else line
+            for line in text.splitlines()
+            if "kubetensor_validator_task_score" in line
+        ]
+
+    expected = task_scores(_exposition(reference))
+    assert task_scores(_exposition(validator.registry)) == expected
+    assert 'kubetensor_validator_task_score_bucket{le="0.95"} 7.0' in expected
+
+
 def test_the_miners_task_counter_exposes_what_a_prometheus_counter_would() -> None:
     reference = CollectorRegistry()
     documentation = MinerMetrics().tasks.documentation

@@ -4,10 +4,12 @@ faults, the weight cadence, and the state file that lets a restarted validator r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from kubetensor.validator.errors import (
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, SealedTask
 from kubetensor.validator.scoring import MovingAverages
 from kubetensor.validator.service import ValidatorService
-from kubetensor.validator.state import StateFile, ValidatorState
+from kubetensor.validator.state import StateFile, StateWriter, ValidatorState
 from kubetensor.validator.tasks import Challenge, default_registry
 
 ME = Keypair(b"\x01" * 32).hotkey
@@ -98,12 +100,22 @@ class Sender:
         return Reply(Outcome.OK, 0.01, completion=answer)
 
     async def send_round(
-        self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int
+        self,
+        sealed: Sequence[SealedTask],
+        *,
+        timeout_s: float,
+        trace: TraceContext,
+        wave: int,
+        sent: Callable[[], None] | None = None,
     ) -> list[Reply]:
         self.waves.append(wave)
-        return list(
-            await asyncio.gather(*(self.send(task, timeout_s=timeout_s, trace=trace) for task in sealed))
-        )
+        queries = [
+            asyncio.ensure_future(self.send(task, timeout_s=timeout_s, trace=trace)) for task in sealed
+        ]
+        await asyncio.sleep(0)
+        if sent is not None:
+            sent()
+        return list(await asyncio.gather(*queries))
 
     async def publish_report(self, summary: RoundSummary) -> None:
         self.reports.append(summary)
@@ -153,6 +165,16 @@ async def test_a_round_queries_every_miner_but_not_the_validators(tmp_path: Path
     assert all(s.outcome is Outcome.OK and s.correctness == 1.0 for s in summary.scores)
     await service.drain()
     assert sender.reports == [summary]
+
+
+async def test_task_nonces_grow_from_round_to_round(tmp_path: Path) -> None:
+    sender = Sender({hotkey: "right" for hotkey in MINERS})
+    service = validator(tmp_path, Consensus(metagraph()), sender)
+    await service.run_round()
+    await service.run_round()
+    first, second = ([task.nonce for task in tasks] for tasks in sender.sealed)
+    assert len(set(first)) == len(first) == len(second) == len(set(second))
+    assert min(second) > max(first)
 
 
 async def test_sample_size_bounds_the_miners_per_round(tmp_path: Path) -> None:
@@ -341,6 +363,9 @@ def test_state_file_round_trips(tmp_path: Path) -> None:
     file.save(state)
     assert file.load(alpha=0.3) == state
     assert not (tmp_path / "s.json.partial").exists()
+    # Written with sorted keys, as json.dumps(sort_keys=True) would.
+    text = (tmp_path / "s.json").read_text()
+    assert text == json.dumps(json.loads(text), sort_keys=True)
 
 
 def test_state_file_is_saved_into_a_folder_that_is_missing_or_removed(tmp_path: Path) -> None:
@@ -400,7 +425,11 @@ async def test_a_round_report_is_published_only_after_its_state_is_on_disk(tmp_p
     assert first is not None
     assert second is not None
     assert [report.round for report in sender.reports] == [1, 2]
-    assert on_disk == [1, 2]
+    # Each report waited for its round's state or a newer one (one save may cover both rounds).
+    assert len(on_disk) == 2
+    assert all(
+        round_on_disk >= report.round for round_on_disk, report in zip(on_disk, sender.reports, strict=True)
+    )
 
 
 async def test_run_leaves_the_last_rounds_state_on_disk_when_stopped(tmp_path: Path) -> None:
@@ -418,3 +447,109 @@ async def test_run_leaves_the_last_rounds_state_on_disk_when_stopped(tmp_path: P
     saved = StateFile(tmp_path / "state.json", netuid=1, hotkey=ME).load(alpha=0.5)
     assert saved == service.state
     assert saved.round == len(sender.reports) >= 2
+
+
+class GatedStateFile(StateFile):
+    """A state file whose first save waits for ``gate`` (a slow disk), recording every save."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, netuid=1, hotkey=ME)
+        self.gate = threading.Event()
+        self.saved: list[int] = []
+
+    def save(self, state: ValidatorState) -> None:
+        if not self.saved:
+            self.gate.wait(timeout=10)
+        super().save(state)
+        self.saved.append(state.round)
+
+
+def state(round_: int) -> ValidatorState:
+    return ValidatorState(averages=MovingAverages.empty(0.3).updated([(2, MINERS[0], 0.5)]), round=round_)
+
+
+async def test_state_writer_saves_only_the_newest_of_the_states_waiting_for_the_disk(tmp_path: Path) -> None:
+    file = GatedStateFile(tmp_path / "s.json")
+    writer = StateWriter(file)
+    first = writer.save(state(1))
+    # The first save is under way (or about to be) while the next two wait.
+    waiting = [writer.save(state(2)), writer.save(state(3))]
+    await asyncio.sleep(0.05)
+    assert not first.done()
+    assert not any(future.done() for future in waiting)
+    file.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *waiting), timeout=10)
+    assert file.saved in ([1, 3], [3])
+    assert file.load(alpha=0.3) == state(3)
+
+
+async def test_state_writer_fails_the_failed_save_and_every_later_one(tmp_path: Path) -> None:
+    # The state file's folder is a file: every save fails.
+    (tmp_path / "folder").write_text("")
+    writer = StateWriter(StateFile(tmp_path / "folder" / "s.json", netuid=1, hotkey=ME))
+    with pytest.raises(NotADirectoryError):
+        await asyncio.wait_for(writer.save(state(1)), timeout=10)
+    assert isinstance(writer.failure, NotADirectoryError)
+    with pytest.raises(NotADirectoryError):
+        await asyncio.wait_for(writer.save(state(2)), timeout=10)
+
+
+async def test_a_failed_state_save_stops_the_rounds_and_nothing_is_reported(tmp_path: Path) -> None:
+    sender = Sender({MINERS[0]: "right"})
+    (tmp_path / "folder").write_text("")
+    state_file = StateFile(tmp_path / "folder" / "state.json", netuid=1, hotkey=ME)
+    service = ValidatorService(
+        hotkey=ME,
+        netuid=1,
+        task_kind=default_registry().get("addition"),
+        sender=sender,
+        consensus=Consensus(metagraph()),
+        state_file=state_file,
+        state=ValidatorState(averages=MovingAverages.empty(0.5)),
+        rng=random.Random(1),
+    )
+    failed = False
+    for _ in range(100):
+        try:
+            await service.run_round()
+        except NotADirectoryError:
+            failed = True
+            break
+        # The first round's save fails on the writer's thread; a later round finds out.
+        await asyncio.sleep(0.01)
+    assert failed
+    # Every later round fails the same way.
+    with pytest.raises(NotADirectoryError):
+        await service.run_round()
+    with contextlib.suppress(NotADirectoryError):
+        await service.drain()
+    assert sender.reports == []
+
+
+async def test_rounds_go_on_while_the_last_state_is_saved_but_wait_for_older_ones(tmp_path: Path) -> None:
+    sender = Sender({MINERS[0]: "right"})
+    file = GatedStateFile(tmp_path / "state.json")
+    service = ValidatorService(
+        hotkey=ME,
+        netuid=1,
+        task_kind=default_registry().get("addition"),
+        sender=sender,
+        consensus=Consensus(metagraph()),
+        state_file=file,
+        state=ValidatorState(averages=MovingAverages.empty(0.5)),
+        rng=random.Random(1),
+    )
+    await service.run_round()
+    # Round 1's state is stuck on its way to disk: round 2 still runs, round 3 waits for round 1's.
+    second = await asyncio.wait_for(service.run_round(), timeout=10)
+    assert second is not None
+    third = asyncio.create_task(service.run_round())
+    await asyncio.sleep(0.05)
+    assert not third.done()
+    assert sender.reports == []
+    file.gate.set()
+    summary = await asyncio.wait_for(third, timeout=10)
+    assert summary is not None
+    await service.drain()
+    assert [report.round for report in sender.reports] == [1, 2, 3]
+    assert file.load(alpha=0.5) == service.state

@@ -13,6 +13,7 @@ from kubetensor.core import subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import task_pb2
+from kubetensor.validator import taskclient
 from kubetensor.validator.rounds import Outcome, OutgoingTask
 from kubetensor.validator.taskclient import MinerTaskClient, seal_round, seal_round_wire
 
@@ -72,9 +73,18 @@ async def test_send_round_publishes_in_waves_and_times_out_unanswered_tasks(
     nc = RecordingClient()
     client = MinerTaskClient(nc, keypair=VALIDATOR)  # type: ignore[arg-type]
     trace = TraceContext.start()
-    replies = await client.send_round(round_of(client), timeout_s=0.05, trace=trace, wave=wave)
+    published_when_sent: list[int] = []
+    replies = await client.send_round(
+        round_of(client),
+        timeout_s=0.05,
+        trace=trace,
+        wave=wave,
+        sent=lambda: published_when_sent.append(len(nc.published)),
+    )
     # The first wave reaches the transport before the next one is published; every miner once.
     assert nc.published_at_first_flush == first_flush
+    # ``sent`` is told once, when every task is out.
+    assert published_when_sent == [len(MINERS)]
     assert [subject for subject, _, _ in nc.published] == [subjects.miner_tasks(1, m.hotkey) for m in MINERS]
     # Every reply subject is the client's inbox plus its own token; every task its own child span.
     inboxes = [reply for _, reply, _ in nc.published]
@@ -123,8 +133,64 @@ def test_sealed_wire_tasks_are_byte_for_byte_the_serialized_round(count: int) ->
     wires = seal_round_wire(tasks, keypair=VALIDATOR, round_id=b"r" * 16)
     expected = [task.SerializeToString() for task in seal_round(tasks, keypair=VALIDATOR, round_id=b"r" * 16)]
     assert wires == expected
+
+
+@pytest.mark.parametrize(("task_id", "hotkey", "nonce"), [("t" * 300, "ab" * 32, 7), ("", "", 0)])
+def test_sealed_wire_tasks_match_the_serialized_round_for_long_and_empty_leaves(
+    task_id: str, hotkey: str, nonce: int
+) -> None:
+    # A leaf over 127 bytes needs a two-byte length; an empty one is left out, as protobuf does.
+    tasks = [
+        OutgoingTask(
+            task_id=task_id,
+            netuid=1,
+            task_type="addition",
+            prompt="1+2=",
+            max_tokens=4,
+            miner_hotkey=hotkey,
+            nonce=nonce,
+            deadline_unix_ms=2**40,
+        ),
+        OutgoingTask(
+            task_id="other",
+            netuid=1,
+            task_type="addition",
+            prompt="1+2=",
+            max_tokens=4,
+            miner_hotkey="cd" * 32,
+            nonce=1,
+            deadline_unix_ms=2**40,
+        ),
+    ]
+    wires = seal_round_wire(tasks, keypair=VALIDATOR, round_id=b"r" * 16)
+    expected = [task.SerializeToString() for task in seal_round(tasks, keypair=VALIDATOR, round_id=b"r" * 16)]
+    assert wires == expected
     # And the client's seal sends exactly those bytes (its round id is its own).
     sealed = MinerTaskClient(RecordingClient(), keypair=VALIDATOR).seal(tasks)  # type: ignore[arg-type]
     decoded = [task_pb2.Task.FromString(one.wire) for one in sealed]
     assert [one.leaf for one in decoded] == [task_pb2.Task.FromString(wire).leaf for wire in wires]
     assert len({one.envelope for one in decoded}) == 1
+
+
+def test_a_round_whose_tasks_differ_in_a_shared_field_is_refused() -> None:
+    tasks = [
+        OutgoingTask(
+            task_id=f"t{i}",
+            netuid=1,
+            task_type="addition",
+            prompt=prompt,
+            max_tokens=4,
+            miner_hotkey="ab" * 32,
+            nonce=i + 1,
+            deadline_unix_ms=2**40,
+        )
+        for i, prompt in enumerate(["1+2=", "1+2=", "3+4="])
+    ]
+    with pytest.raises(ValueError, match="prompt: every task of a round must share it, task t2 differs"):
+        seal_round_wire(tasks, keypair=VALIDATOR)
+
+
+@pytest.mark.parametrize("proof", [[], [b"h" * 32], [b"h" * 32, b"i" * 32], [b"x" * 5, b"y" * 200]])
+def test_proof_fields_are_what_protobuf_writes(proof: list[bytes]) -> None:
+    # Hashes of another size than SHA-256's take the general path.
+    assert taskclient._proof_fields(proof) == task_pb2.Task(proof=proof).SerializeToString()

@@ -3,21 +3,29 @@
 Updated by ``ValidatorService`` after each round (``observe_round``); served by ``__main__`` through
 ``kubetensor.core.metrics``. Per miner (labels ``uid``, ``hotkey``): tasks sent, answered, failed (any
 outcome but ok and timeout, with its ``outcome``) and timed out; the last score and the moving average.
-Per round: the count, the duration, and the distribution of task scores. The per-miner figures are
-plain numbers that a collector turns into labelled counters and gauges when ``/metrics`` is scraped.
+Per round: the count, the duration, and the distribution of task scores. The per-miner figures and the
+score distribution are plain numbers that collectors turn into labelled counters and gauges, and into a
+histogram, when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
+from collections.abc import Callable
+from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from kubetensor.validator.rounds import Outcome, RoundSummary
 
 _MINER = ["uid", "hotkey"]
+# How prometheus_client writes a bucket's bound (untyped there).
+_bound_label = cast(Callable[[float], str], floatToGoString)
 _SCORE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
@@ -89,6 +97,50 @@ class _MinerCollector(Collector):
         return [sent, answered, failed, timed_out, score, moving_average]
 
 
+class _ScoreHistogram(Collector):
+    """``kubetensor_validator_task_score``: the distribution of task scores, counted in plain numbers (a
+    round observes one score per miner, and a prometheus ``Histogram`` takes a lock per bucket and sum
+    update), exposed exactly as that ``Histogram`` would be (buckets, ``_count``, ``_sum``, ``_created``)."""
+
+    NAME = "kubetensor_validator_task_score"
+    DOCUMENTATION = "Scores given to tasks (0..1)."
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self._bounds = [*buckets, float("inf")]
+        self._labels = [_bound_label(bound) for bound in self._bounds]
+        self.counts = [0] * len(self._bounds)
+        """Per bucket (not cumulative): the scores at most its bound and above the one before."""
+        self.sum = 0.0
+        self._created = time.time()
+
+    def observe(self, scores: list[float]) -> None:
+        """Count ``scores``."""
+        counts, bounds, where = self.counts, self._bounds, bisect.bisect_left
+        # Added one by one, in order, as a Histogram would (math.fsum or sum() may round differently).
+        total = self.sum
+        for score in scores:
+            # NaN is at most no bound: a Histogram counts it in no bucket (only in the sum).
+            if score == score:
+                counts[where(bounds, score)] += 1
+            total += score
+        self.sum = total
+
+    def describe(self) -> list[Metric]:
+        return [HistogramMetricFamily(self.NAME, self.DOCUMENTATION)]
+
+    def collect(self) -> list[Metric]:
+        # Scrapes run on the metrics server's thread: read a copy (a list copy is atomic under the GIL).
+        counts, total = list(self.counts), self.sum
+        cumulative, buckets = 0, []
+        for label, count in zip(self._labels, counts, strict=True):
+            cumulative += count
+            buckets.append((label, float(cumulative)))
+        family = HistogramMetricFamily(self.NAME, self.DOCUMENTATION)
+        family.add_metric([], buckets, sum_value=total)
+        family.samples.append(Sample(f"{self.NAME}_created", {}, self._created))
+        return [family]
+
+
 class ValidatorMetrics:
     """One validator's Prometheus figures on ``registry`` (a fresh one by default)."""
 
@@ -97,12 +149,8 @@ class ValidatorMetrics:
         r = self.registry
         self._miners = _MinerCollector()
         r.register(self._miners)
-        self.task_scores = Histogram(
-            "kubetensor_validator_task_score",
-            "Scores given to tasks (0..1).",
-            buckets=_SCORE_BUCKETS,
-            registry=r,
-        )
+        self._scores = _ScoreHistogram(_SCORE_BUCKETS)
+        r.register(self._scores)
         self.rounds = Counter("kubetensor_validator_rounds", "Rounds run.", registry=r)
         self.round_seconds = Histogram(
             "kubetensor_validator_round_duration_seconds", "Wall time of a round.", registry=r
@@ -118,7 +166,7 @@ class ValidatorMetrics:
         if summary.weights:
             self.weights_set.inc()
         miners = self._miners.miners
-        observe = self.task_scores.observe
+        scores = []
         for scored in summary.scores:
             key = (scored.uid, scored.hotkey)
             miner = miners.get(key)
@@ -137,4 +185,5 @@ class ValidatorMetrics:
                 )
             miner.score = scored.score
             miner.moving_average = scored.moving_average
-            observe(scored.score)
+            scores.append(scored.score)
+        self._scores.observe(scores)

@@ -20,16 +20,20 @@ Composed by ``__main__``; the tests drive ``run_round`` directly. Each round:
 6. saves the state (averages, round number, weight nonce) atomically and publishes a round report.
 
 Step 6 is the round's tail and runs off its critical path (``_persist``): ``run_round`` returns once the
-scores and averages are computed, while the state file is written and fsynced in a worker thread and the
-report is published after it. The next round waits for that tail before it folds in new scores (by then
-the tail has long overlapped with its fan-out), and ``drain`` waits for it on shutdown. So a report is
-only ever published for a round whose state is on disk, and a crash loses at most the round whose
-report never went out, as if it had crashed a moment earlier.
+scores and averages are computed; the state then goes to the validator's ``StateWriter`` (one thread of
+its own writes and fsyncs the states in order, only the newest of those waiting) and the round's report
+is published once that state, or a newer one, is on disk. Reports go out in round order. A round does
+not wait for the previous round's tail, only for older ones (at most ``_UNSAVED_ROUNDS`` rounds are ever
+on their way to disk, so a slow disk slows the rounds down instead of piling them up). After a failed
+save every round raises its error and nothing is reported again; ``drain`` waits for every tail on
+shutdown. So a report is only ever published for a round whose state is on disk, and a crash loses at
+most the rounds whose reports never went out, as if it had crashed a moment earlier.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -47,10 +51,19 @@ from kubetensor.validator.errors import NotRegisteredError, ValidatorError
 from kubetensor.validator.metrics import ValidatorMetrics
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask, SealedTask
 from kubetensor.validator.scoring import task_score
-from kubetensor.validator.state import StateFile, ValidatorState
+from kubetensor.validator.state import StateFile, StateWriter, ValidatorState
 from kubetensor.validator.tasks import Challenge, TaskKind
 
 _log = logging.getLogger(__name__)
+
+SEND_WAVE = 32
+"""Tasks handed to NATS per turn of the event loop (one socket write each). Measured with 64 miners
+(tests/bench/bench_network.py, one round's wall time): 8 and 64 were slowest, 32 a little ahead of 16,
+on a quiet and on a loaded machine alike: each wave is a write system call and a loop turn, but one
+wave of everything makes the miners wait for the last task to be built before the first goes out."""
+
+_UNSAVED_ROUNDS = 2
+"""Rounds whose state may still be on its way to disk when the next round folds in its scores."""
 
 
 class TaskSender(Protocol):
@@ -60,10 +73,17 @@ class TaskSender(Protocol):
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]: ...
 
     async def send_round(
-        self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int
+        self,
+        sealed: Sequence[SealedTask],
+        *,
+        timeout_s: float,
+        trace: TraceContext,
+        wave: int,
+        sent: Callable[[], None] | None = None,
     ) -> list[Reply]:
         """One checked reply per task, in order, within ``timeout_s``; ``wave`` tasks go out per turn
-        of the event loop; a task that could not be sent is FAILED, whatever the others do."""
+        of the event loop; a task that could not be sent is FAILED, whatever the others do; ``sent`` is
+        called once every task is out, before the replies are awaited."""
         ...
 
     async def publish_report(self, summary: RoundSummary) -> None: ...
@@ -99,7 +119,7 @@ class ValidatorService:
         state: ValidatorState,
         task_timeout_s: float = 5.0,
         sample_size: int = 16,
-        send_wave: int = 16,
+        send_wave: int = SEND_WAVE,
         latency_weight: float = 0.05,
         weights_interval_s: float = 60.0,
         retry_s: float = 5.0,
@@ -113,7 +133,7 @@ class ValidatorService:
         self._kind = task_kind
         self._sender = sender
         self._consensus = consensus
-        self._state_file = state_file
+        self._writer = StateWriter(state_file)
         self.state = state
         self._task_timeout_s = task_timeout_s
         self._sample_size = sample_size
@@ -130,7 +150,8 @@ class ValidatorService:
         self._last_nonce = 0
         self._waiting_logged = False
         self.metrics = metrics if metrics is not None else ValidatorMetrics()
-        self._tail: asyncio.Task[None] | None = None
+        self._tails: collections.deque[asyncio.Task[None]] = collections.deque()
+        self._sending: asyncio.Future[None] | None = None
 
     # -- one round ------------------------------------------------------------------------------------
 
@@ -178,8 +199,7 @@ class ValidatorService:
         challenge = self._kind.challenge(self._rng)
         trace = telemetry.current_trace() or TraceContext.start()
         replies = await self._fan_out(sample, challenge, trace=trace)
-        # The previous round's tail must be done (its state on disk) before this one changes the state.
-        await self.drain()
+        await self._settle_tails()
         scored = self._score(sample, replies, challenge)
         weights: tuple[tuple[int, int], ...] = ()
         weights_block = 0
@@ -196,19 +216,44 @@ class ValidatorService:
             weights_block=weights_block,
             validator_hotkey=self.hotkey,
         )
-        self._tail = asyncio.create_task(self._persist(self.state, summary), name="validator-round-tail")
+        previous = self._tails[-1] if self._tails else None
+        self._tails.append(
+            asyncio.create_task(self._persist(self.state, summary, previous), name="validator-round-tail")
+        )
         return summary
 
-    async def drain(self) -> None:
-        """Wait until the last round's state is on disk and its report published (see the module doc);
-        raises what saving the state raised."""
-        tail, self._tail = self._tail, None
-        if tail is not None:
-            await tail
+    async def _settle_tails(self) -> None:
+        """Forget the finished tails (raising what one raised) and wait for the oldest ones while more than
+        ``_UNSAVED_ROUNDS`` are left (see the module doc)."""
+        tails = self._tails
+        while tails and (tails[0].done() or len(tails) >= _UNSAVED_ROUNDS):
+            await tails.popleft()
+        failure = self._writer.failure
+        if failure is not None:
+            # Once a state could not be saved, no round is reported again: every one raises why.
+            raise failure
 
-    async def _persist(self, state: ValidatorState, summary: RoundSummary) -> None:
-        # The fsyncs run in a worker thread so that the event loop goes on with the next round.
-        await asyncio.to_thread(self._state_file.save, state)
+    async def drain(self) -> None:
+        """Wait until every round's state is on disk and its report published (see the module doc);
+        raises what saving a state raised."""
+        tails = self._tails
+        while tails:
+            await tails.popleft()
+
+    async def _persist(
+        self, state: ValidatorState, summary: RoundSummary, previous: asyncio.Task[None] | None
+    ) -> None:
+        # The state is written and fsynced on the writer's thread while the event loop goes on. It is
+        # handed over when the loop has little else to do: not as the round ends, and, when the next
+        # round is already sending its tasks (back to back), once they are all out and it waits for
+        # replies (waking the writer mid-wave delays the wave).
+        sending = self._sending
+        if sending is not None:
+            await sending
+        await self._writer.save(state)
+        if previous is not None:
+            # Reports go out in round order (the previous round's state is on disk by now).
+            await previous
         try:
             await self._sender.publish_report(summary)
         except Exception as error:
@@ -222,26 +267,46 @@ class ValidatorService:
         if not sample:
             return []
         deadline_unix_ms = time.time_ns() // 1_000_000 + round(self._task_timeout_s * 1000)
-        # One draw of random bytes for every task id of the round.
+        # One draw of random bytes for every task id of the round, and one clock read for its nonces.
         ids = secrets.token_bytes(16 * len(sample)).hex()
+        first_nonce = self._next_nonces(len(sample))
+        netuid, task_type, prompt, max_tokens = (
+            self.netuid,
+            self._kind.name,
+            challenge.prompt,
+            challenge.max_tokens,
+        )
         tasks = [
             OutgoingTask(
                 task_id=ids[32 * i : 32 * i + 32],
-                netuid=self.netuid,
-                task_type=self._kind.name,
-                prompt=challenge.prompt,
-                max_tokens=challenge.max_tokens,
+                netuid=netuid,
+                task_type=task_type,
+                prompt=prompt,
+                max_tokens=max_tokens,
                 miner_hotkey=neuron.hotkey,
-                nonce=self._next_nonce(),
+                nonce=first_nonce + i,
                 deadline_unix_ms=deadline_unix_ms,
             )
             for i, neuron in enumerate(sample)
         ]
         sealed = self._sender.seal(tasks)
-        replies = await self._sender.send_round(
-            sealed, timeout_s=self._task_timeout_s, trace=trace, wave=self._send_wave
-        )
+        self._sending = asyncio.get_running_loop().create_future()
+        try:
+            replies = await self._sender.send_round(
+                sealed,
+                timeout_s=self._task_timeout_s,
+                trace=trace,
+                wave=self._send_wave,
+                sent=self._tasks_sent,
+            )
+        finally:
+            self._tasks_sent()
         return [(task.task_id, reply) for task, reply in zip(tasks, replies, strict=True)]
+
+    def _tasks_sent(self) -> None:
+        sending, self._sending = self._sending, None
+        if sending is not None and not sending.done():
+            sending.set_result(None)
 
     def _score(
         self, sample: list[NeuronView], replies: list[tuple[str, Reply]], challenge: Challenge
@@ -308,9 +373,12 @@ class ValidatorService:
         _log.info("set weights at block %d: %s", block, ", ".join(f"{uid}:{w}" for uid, w in weights))
         return tuple(weights), block
 
-    def _next_nonce(self) -> int:
-        self._last_nonce = max(time.time_ns(), self._last_nonce + 1)
-        return self._last_nonce
+    def _next_nonces(self, count: int) -> int:
+        """The first of ``count`` consecutive nonces, each larger than every nonce before (wall-clock
+        nanoseconds, so they keep increasing across restarts)."""
+        first = max(time.time_ns(), self._last_nonce + 1)
+        self._last_nonce = first + count - 1
+        return first
 
     # -- the loop -------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import nats.errors
@@ -46,6 +46,9 @@ _STATUS_OUTCOMES = {
 }
 
 
+_STATUS_HEADER = Header.STATUS.value
+"""The header nats-server's status replies carry (a no-responders reply's is ``NO_RESPONDERS_STATUS``)."""
+
 _SHARED = ("netuid", "task_type", "prompt", "max_tokens", "deadline_unix_ms")
 
 
@@ -56,10 +59,11 @@ def _sealed_parts(
     if not tasks:
         raise ValueError("tasks: a round needs at least one task")
     first = tasks[0]
-    for task in tasks[1:]:
-        for name in _SHARED:
-            if getattr(task, name) != getattr(first, name):
-                raise ValueError(f"{name}: every task of a round must share it, task {task.task_id} differs")
+    shared = (first.netuid, first.task_type, first.prompt, first.max_tokens, first.deadline_unix_ms)
+    for task in tasks:
+        if (task.netuid, task.task_type, task.prompt, task.max_tokens, task.deadline_unix_ms) != shared:
+            name = next(name for name in _SHARED if getattr(task, name) != getattr(first, name))
+            raise ValueError(f"{name}: every task of a round must share it, task {task.task_id} differs")
     leaves = [
         task_pb2.TaskLeaf(
             task_id=task.task_id, miner_hotkey=task.miner_hotkey, nonce=task.nonce
@@ -108,10 +112,42 @@ def seal_round_wire(
     the encoding of the shared part followed by that of its own part."""
     envelope, signature, leaves, proofs = _sealed_parts(tasks, keypair=keypair, round_id=round_id)
     shared = task_pb2.Task(envelope=envelope, signature=signature).SerializeToString()
+    # Each task's own part is written field by field (what a Task(leaf=..., proof=...) message would
+    # serialize to, without building one per task): field 3, then each field-4 hash, every one as its
+    # tag, its length and its bytes (an empty leaf, proto3's default, is left out as protobuf does).
     return [
-        shared + task_pb2.Task(leaf=leaf, proof=proof).SerializeToString()
+        shared + (_bytes_field(_LEAF_TAG, leaf) if leaf else b"") + _proof_fields(proof)
         for leaf, proof in zip(leaves, proofs, strict=True)
     ]
+
+
+def _proof_fields(proof: Sequence[bytes]) -> bytes:
+    """``proof`` as repeated field 4: every hash's tag and length are the same two bytes (SHA-256)."""
+    if all(len(node) == _HASH_SIZE for node in proof):
+        return _HASH_FIELD.join([b"", *proof]) if proof else b""
+    return b"".join(_bytes_field(_PROOF_TAG, node) for node in proof)
+
+
+_LEAF_TAG = b"\x1a"
+"""``Task.leaf``: field 3, length-delimited."""
+_PROOF_TAG = b"\x22"
+"""``Task.proof``: field 4, length-delimited."""
+_HASH_SIZE = 32
+_HASH_FIELD = _PROOF_TAG + bytes((_HASH_SIZE,))
+"""A ``Task.proof`` hash's tag and length."""
+
+
+def _bytes_field(tag: bytes, data: bytes) -> bytes:
+    """One length-delimited field's encoding: its tag, the length as a varint, the bytes."""
+    size = len(data)
+    if size < 0x80:
+        return tag + bytes((size,)) + data
+    varint = bytearray()
+    while size >= 0x80:
+        varint.append((size & 0x7F) | 0x80)
+        size >>= 7
+    varint.append(size)
+    return tag + bytes(varint) + data
 
 
 def task_to_proto(task: OutgoingTask, *, keypair: keys.Keypair) -> task_pb2.Task:
@@ -214,6 +250,10 @@ def report_to_proto(summary: RoundSummary, *, keypair: keys.Keypair) -> task_pb2
     return report
 
 
+_SUBJECTS_KEPT = 4096
+"""Miner subjects a client remembers (``MinerTaskClient._miner_tasks``) before it starts over."""
+
+
 class _Round:
     """The replies one ``send_round`` is waiting for, by index, and when each task went out."""
 
@@ -242,10 +282,12 @@ class MinerTaskClient:
     def __init__(self, client: Client, *, keypair: keys.Keypair) -> None:
         self._client = client
         self._keypair = keypair
+        self._hotkey = keypair.hotkey
         self._inbox: str | None = None
         self._replies: Subscription | None = None
         self._waiting: dict[str, tuple[_Round, int]] = {}
         self._unverified: list[tuple[_Round, int, UnverifiedReply]] = []
+        self._subjects: dict[tuple[int, str], str] = {}
 
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]:
         """``tasks`` as one round under one signed envelope, ready to ``send`` (see ``seal_round``)."""
@@ -253,10 +295,17 @@ class MinerTaskClient:
         return [SealedTask(task, wire) for task, wire in zip(tasks, wires, strict=True)]
 
     async def send_round(
-        self, sealed: Sequence[SealedTask], *, timeout_s: float, trace: TraceContext, wave: int = 16
+        self,
+        sealed: Sequence[SealedTask],
+        *,
+        timeout_s: float,
+        trace: TraceContext,
+        wave: int = 32,  # ValidatorService.SEND_WAVE: see there why
+        sent: Callable[[], None] | None = None,
     ) -> list[Reply]:
         """Send a sealed round's tasks, ``wave`` at a time, and wait up to ``timeout_s`` for the checked
-        replies (one per task, in order; a task that could not be sent is FAILED).
+        replies (one per task, in order; a task that could not be sent is FAILED). ``sent`` is called once
+        every task has been handed to NATS, before the replies are awaited.
 
         With tracing on, each task is a ``send`` (its own PRODUCER span). Otherwise the round is one
         request/reply exchange of this client's own: every task's reply subject is this client's inbox
@@ -271,7 +320,7 @@ class MinerTaskClient:
             return []
         traces = trace.children(len(sealed))
         if telemetry.enabled():
-            return await self._send_each(sealed, timeout_s=timeout_s, traces=traces, wave=wave)
+            return await self._send_each(sealed, timeout_s=timeout_s, traces=traces, wave=wave, sent=sent)
         prefix = await self._reply_inbox()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -285,7 +334,7 @@ class MinerTaskClient:
                 pending.sent_at[index] = time.perf_counter()
                 try:
                     await self._client.publish(
-                        subjects.miner_tasks(task.task.netuid, task.task.miner_hotkey),
+                        self._miner_tasks(task.task.netuid, task.task.miner_hotkey),
                         task.wire,
                         reply=inbox,
                         headers={
@@ -300,6 +349,8 @@ class MinerTaskClient:
                 if index % wave == wave - 1:
                     # One turn of the event loop: the NATS client's flusher sends this wave.
                     await asyncio.sleep(0)
+            if sent is not None:
+                sent()
             if pending.left:
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -315,8 +366,25 @@ class MinerTaskClient:
         timeout = Reply(Outcome.TIMEOUT, timeout_s, detail=f"no answer within {timeout_s:.3f}s")
         return [timeout if reply is None else reply for reply in pending.replies]
 
+    def _miner_tasks(self, netuid: int, hotkey: str) -> str:
+        """``subjects.miner_tasks``, checked once per miner rather than once per task."""
+        subject = self._subjects.get((netuid, hotkey))
+        if subject is None:
+            subject = subjects.miner_tasks(netuid, hotkey)
+            if len(self._subjects) >= _SUBJECTS_KEPT:
+                # Hotkeys come and go with registrations; forget them all now and then.
+                self._subjects.clear()
+            self._subjects[(netuid, hotkey)] = subject
+        return subject
+
     async def _send_each(
-        self, sealed: Sequence[SealedTask], *, timeout_s: float, traces: Sequence[TraceContext], wave: int
+        self,
+        sealed: Sequence[SealedTask],
+        *,
+        timeout_s: float,
+        traces: Sequence[TraceContext],
+        wave: int,
+        sent: Callable[[], None] | None,
     ) -> list[Reply]:
         queries: list[asyncio.Task[Reply]] = []
         try:
@@ -328,6 +396,8 @@ class MinerTaskClient:
                     )
                 )
                 await asyncio.sleep(0)
+            if sent is not None:
+                sent()
             return list(await asyncio.gather(*queries))
         except BaseException:
             for query in queries:
@@ -356,11 +426,19 @@ class MinerTaskClient:
         pending, index = waiting
         # The latency is taken on arrival; only the signature check waits for the burst's group check.
         latency = time.perf_counter() - pending.sent_at[index]
-        if msg.headers and msg.headers.get(Header.STATUS) == NO_RESPONDERS_STATUS:
+        headers = msg.headers
+        if headers and headers.get(_STATUS_HEADER) == NO_RESPONDERS_STATUS:
             pending.settle(index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
             return
         try:
-            checked = self._prechecked(msg, task=pending.tasks[index].task, latency_s=latency)
+            # (``_prechecked``, inlined: this runs once per reply.)
+            checked = precheck_reply(
+                msg.data,
+                task=pending.tasks[index].task,
+                validator_hotkey=self._hotkey,
+                latency_s=latency,
+                trace=TraceContext.from_headers(headers),
+            )
         except Exception as error:
             pending.settle(index, self._check_failed(pending, index, latency, error))
             return
@@ -406,7 +484,7 @@ class MinerTaskClient:
         return precheck_reply(
             msg.data,
             task=task,
-            validator_hotkey=self._keypair.hotkey,
+            validator_hotkey=self._hotkey,
             latency_s=latency_s,
             trace=TraceContext.from_headers(msg.headers),
         )
