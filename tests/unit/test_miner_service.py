@@ -136,7 +136,7 @@ async def test_a_misaddressed_task_is_refused(make: object, field: str) -> None:
 async def test_a_task_signed_by_someone_else_is_refused() -> None:
     forged = job(signer=STRANGER)
     # The stranger claims to be the permitted validator; the signature gives it away.
-    forged = Job(**{**forged.__dict__, "validator_hotkey": VALIDATOR.hotkey})
+    forged = forged._replace(validator_hotkey=VALIDATOR.hotkey)
     answer = await service().answer(forged)
     assert answer.status is Status.REFUSED
     assert "signature" in answer.error
@@ -389,6 +389,24 @@ async def test_generation_deadlines_leave_a_cancellation_from_elsewhere_alone() 
     await asyncio.create_task(generation(also_cancelled=False))
     await asyncio.create_task(generation(also_cancelled=True))
     assert outcome == [True, False]
+    assert len(deadlines) == 0
+
+
+def test_generation_deadlines_watch_the_calling_task_on_each_loop() -> None:
+    deadlines = GenerationDeadlines()
+
+    async def watched() -> bool:
+        task = deadlines.watch_current(within_s=30)
+        found = task is asyncio.current_task()
+        deadlines.finish(task)
+        return found
+
+    async def two() -> list[bool]:
+        return list(await asyncio.gather(watched(), watched()))
+
+    assert asyncio.run(two()) == [True, True]
+    # On a new loop (the last one finished), each task is found again.
+    assert asyncio.run(two()) == [True, True]
     assert len(deadlines) == 0
 
 

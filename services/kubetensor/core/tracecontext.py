@@ -14,6 +14,9 @@ The ids minted here come from ``random``'s generator (seeded from the OS, reseed
 not from ``secrets``: W3C asks trace and span ids to be unique and random, not secret, and a miner mints
 one per task (``secrets`` makes a system call each time). Nothing is authorized by a trace id; the
 validator's round ids and reply inboxes, which must not be guessed, use ``secrets`` themselves.
+
+``TraceContext`` is an immutable ``NamedTuple``: the miner parses one and makes a child for every task,
+and a frozen dataclass would set each field through ``object.__setattr__``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kubetensor.core.subjects import TRACEPARENT
 
@@ -39,8 +42,7 @@ def _span_id() -> str:
     return span if span != _ZERO_SPAN else _ONE_SPAN
 
 
-@dataclass(frozen=True)
-class TraceContext:
+class TraceContext(NamedTuple):
     """One span's identity in a trace."""
 
     trace_id: str
