@@ -62,6 +62,10 @@ class PermitChecker(Protocol):
         ...
 
 
+_NO_SPAN = contextlib.nullcontext()
+"""What a generation runs in when tracing is off (reusable: it holds nothing)."""
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -205,7 +209,7 @@ class MinerService:
                 },
             )
             if telemetry.enabled()
-            else contextlib.nullcontext()
+            else _NO_SPAN
         )
         # One shared timer for all generations (``GenerationDeadlines``), not an ``asyncio.timeout`` each;
         # its cancellation becomes the TimeoutError that timeout raises, inside the span as before.
