@@ -479,6 +479,16 @@ def test_replay_guard_forgets_a_pair_at_its_deadline_between_sweeps() -> None:
     assert len(guard) == 2
 
 
+def test_replay_guard_forgets_a_pair_admitted_twice_when_both_deadlines_passed() -> None:
+    guard = ReplayGuard(sweep_ms=10_000)
+    guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
+    guard.admit("v", nonce=1, deadline_unix_ms=200, now_unix_ms=101)
+    # One sweep drops both of the pair's buckets: the pair is forgotten, not kept by the second.
+    guard.admit("w", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_001)
+    guard.admit("v", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_001)
+    assert len(guard) == 2
+
+
 def test_replay_guard_at_capacity_makes_room_from_passed_deadlines() -> None:
     guard = ReplayGuard(capacity=2, sweep_ms=10_000)
     guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
