@@ -94,6 +94,16 @@ def test_traceparent_round_trips_and_children_share_the_trace() -> None:
     assert root.traceparent.endswith("-01")
 
 
+@pytest.mark.parametrize("flags", ["00", "01", "0a", "ff"])
+def test_a_traceparent_is_written_back_as_it_was_read(flags: str) -> None:
+    value = f"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}"
+    context = TraceContext.parse(value)
+    assert context is not None
+    assert context.flags == int(flags, 16)
+    assert context.traceparent == value
+    assert TraceContext.start(sampled=False).traceparent.endswith("-00")
+
+
 def test_minted_trace_and_span_ids_are_well_formed_and_distinct() -> None:
     roots = [TraceContext.start() for _ in range(200)]
     spans = [span for root in roots[:4] for span in [root.child(), *root.children(50)]]

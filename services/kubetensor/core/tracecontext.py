@@ -34,6 +34,7 @@ _ZERO_SPAN = "0" * 16
 _ONE_SPAN = "0" * 15 + "1"
 _ONE_TRACE = "0" * 31 + "1"
 SAMPLED = 0x01
+_FLAGS_HEX = {flags: f"{flags:02x}" for flags in range(256)}
 
 
 def _span_id() -> str:
@@ -50,6 +51,7 @@ class TraceContext(NamedTuple):
     span_id: str
     """16 lowercase hex characters, not all zero."""
     flags: int = SAMPLED
+    """The 8 trace-flags bits (0-255)."""
 
     @classmethod
     def start(cls, *, sampled: bool = True) -> TraceContext:
@@ -75,7 +77,8 @@ class TraceContext(NamedTuple):
     @property
     def traceparent(self) -> str:
         """The ``traceparent`` header value of this span."""
-        return f"00-{self.trace_id}-{self.span_id}-{self.flags:02x}"
+        # The flags' hex from a table: formatting them costs as much as the rest (a header per task).
+        return f"00-{self.trace_id}-{self.span_id}-{_FLAGS_HEX[self.flags]}"
 
     @classmethod
     def parse(cls, value: str | None) -> TraceContext | None:
