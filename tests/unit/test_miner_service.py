@@ -136,7 +136,7 @@ async def test_a_misaddressed_task_is_refused(make: object, field: str) -> None:
 async def test_a_task_signed_by_someone_else_is_refused() -> None:
     forged = job(signer=STRANGER)
     # The stranger claims to be the permitted validator; the signature gives it away.
-    forged = Job(**{**forged.__dict__, "validator_hotkey": VALIDATOR.hotkey})
+    forged = forged._replace(validator_hotkey=VALIDATOR.hotkey)
     answer = await service().answer(forged)
     assert answer.status is Status.REFUSED
     assert "signature" in answer.error
@@ -392,6 +392,24 @@ async def test_generation_deadlines_leave_a_cancellation_from_elsewhere_alone() 
     assert len(deadlines) == 0
 
 
+def test_generation_deadlines_watch_the_calling_task_on_each_loop() -> None:
+    deadlines = GenerationDeadlines()
+
+    async def watched() -> bool:
+        task = deadlines.watch_current(within_s=30)
+        found = task is asyncio.current_task()
+        deadlines.finish(task)
+        return found
+
+    async def two() -> list[bool]:
+        return list(await asyncio.gather(watched(), watched()))
+
+    assert asyncio.run(two()) == [True, True]
+    # On a new loop (the last one finished), each task is found again.
+    assert asyncio.run(two()) == [True, True]
+    assert len(deadlines) == 0
+
+
 def test_deadlines_are_honoured_when_a_service_moves_to_another_event_loop() -> None:
     engine = Engine()
     miner = MinerService(keypair=MINER, netuid=1, engine=engine, permits=Permits(VALIDATOR.hotkey))
@@ -458,6 +476,16 @@ def test_replay_guard_forgets_a_pair_at_its_deadline_between_sweeps() -> None:
     guard.admit("w", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_001)
     with pytest.raises(ReplayedTaskError):
         guard.admit("v", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_002)
+    assert len(guard) == 2
+
+
+def test_replay_guard_forgets_a_pair_admitted_twice_when_both_deadlines_passed() -> None:
+    guard = ReplayGuard(sweep_ms=10_000)
+    guard.admit("v", nonce=1, deadline_unix_ms=100, now_unix_ms=0)
+    guard.admit("v", nonce=1, deadline_unix_ms=200, now_unix_ms=101)
+    # One sweep drops both of the pair's buckets: the pair is forgotten, not kept by the second.
+    guard.admit("w", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_001)
+    guard.admit("v", nonce=1, deadline_unix_ms=50_000, now_unix_ms=10_001)
     assert len(guard) == 2
 
 

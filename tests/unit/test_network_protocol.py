@@ -7,11 +7,11 @@ import random
 
 import pytest
 from google.protobuf.message import DecodeError
-from kubetensor.core import keys, merkle, subjects
+from kubetensor.core import keys, merkle, signing, subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Answer, Status
-from kubetensor.miner.subscriber import job_from_proto, response_to_proto
+from kubetensor.miner.subscriber import job_from_proto, response_to_wire
 from kubetensor.v1 import task_pb2
 from kubetensor.validator.rounds import Outcome, OutgoingTask, RoundSummary, ScoredTask
 from kubetensor.validator.taskclient import (
@@ -28,7 +28,7 @@ OTHER = Keypair(b"\x03" * 32)
 
 
 class _Signer:
-    """The part of MinerService that response_to_proto uses."""
+    """The part of MinerService that response_to_wire uses."""
 
     def __init__(self, keypair: Keypair) -> None:
         self._keypair = keypair
@@ -92,6 +92,16 @@ def test_traceparent_round_trips_and_children_share_the_trace() -> None:
     assert child.span_id != root.span_id
     assert root.traceparent.startswith("00-")
     assert root.traceparent.endswith("-01")
+
+
+@pytest.mark.parametrize("flags", ["00", "01", "0a", "ff"])
+def test_a_traceparent_is_written_back_as_it_was_read(flags: str) -> None:
+    value = f"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}"
+    context = TraceContext.parse(value)
+    assert context is not None
+    assert context.flags == int(flags, 16)
+    assert context.traceparent == value
+    assert TraceContext.start(sampled=False).traceparent.endswith("-00")
 
 
 def test_minted_trace_and_span_ids_are_well_formed_and_distinct() -> None:
@@ -210,8 +220,13 @@ def test_a_task_whose_envelope_or_leaf_is_not_a_message_does_not_decode(part: st
         job_from_proto(wire, trace=None)
 
 
+def response(answer: Answer, *, keypair: Keypair = MINER) -> task_pb2.TaskResponse:
+    """The response the miner sends for ``answer``, decoded."""
+    return task_pb2.TaskResponse.FromString(response_to_wire(answer, service=_Signer(keypair)))  # type: ignore[arg-type]
+
+
 def test_a_signed_response_decodes_as_ok() -> None:
-    data = response_to_proto(answer(), service=_Signer(MINER)).SerializeToString()  # type: ignore[arg-type]
+    data = response_to_wire(answer(), service=_Signer(MINER))  # type: ignore[arg-type]
     reply = decode_reply(data, task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1)
     assert reply.outcome is Outcome.OK
     assert reply.completion == "231"
@@ -227,47 +242,102 @@ def test_a_signed_response_decodes_as_ok() -> None:
     ],
 )
 def test_a_miners_refusal_keeps_its_status_and_reason(status: Status, outcome: Outcome) -> None:
-    data = response_to_proto(
+    data = response_to_wire(
         answer(status=status, completion="", error="why"),
         service=_Signer(MINER),  # type: ignore[arg-type]
-    ).SerializeToString()
+    )
     reply = decode_reply(data, task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1)
     assert reply.outcome is outcome
     assert reply.detail == "why"
 
 
-def test_a_response_signed_by_another_key_is_a_bad_signature() -> None:
-    response = response_to_proto(answer(), service=_Signer(OTHER))  # type: ignore[arg-type]
-    response.miner_hotkey = MINER.hotkey
+@pytest.mark.parametrize(
+    "sent",
+    [
+        answer(),
+        answer(status=Status.FAILED, completion="", error="why", generation_ms=2**40),
+        answer(completion="é" * 300, completion_tokens=300, generation_ms=12),
+        answer(task_id="", validator_hotkey="", status=Status.REFUSED, error="task: not a Task"),
+    ],
+)
+def test_a_response_is_its_signed_bytes_then_its_signature(sent: Answer) -> None:
+    data = response_to_wire(sent, service=_Signer(MINER))  # type: ignore[arg-type]
+    received = task_pb2.TaskResponse.FromString(data)
+    # The same message as one built with its signature set the ordinary way.
+    expected = task_pb2.TaskResponse(
+        task_id=sent.task_id,
+        miner_hotkey=MINER.hotkey,
+        completion=sent.completion,
+        completion_tokens=sent.completion_tokens,
+        generation_ms=min(sent.generation_ms, 2**32 - 1),
+        error=sent.error,
+        status=task_pb2.TaskStatus.Value(f"TASK_STATUS_{sent.status.name}"),
+        validator_hotkey=sent.validator_hotkey,
+    )
+    signing.sign(expected, MINER, domain=subjects.TASK_RESPONSE_DOMAIN)
+    assert received == expected
+    # What the validator takes as signed (``signing.detach``) is exactly the bytes the wire starts with.
+    public_key, signature, payload = signing.detach(received)
+    assert public_key == MINER.public_key
+    assert signature == expected.signature.signature
+    assert data.startswith(payload)
+    assert payload == signing.payload(expected)
+    assert keys.verify(MINER.public_key, subjects.TASK_RESPONSE_DOMAIN, payload, signature)
     reply = decode_reply(
-        response.SerializeToString(), task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1
+        data,
+        task=outgoing(task_id=sent.task_id),
+        validator_hotkey=sent.validator_hotkey,
+        latency_s=0.1,
+    )
+    assert (
+        reply.outcome
+        is {Status.OK: Outcome.OK, Status.FAILED: Outcome.FAILED, Status.REFUSED: Outcome.REFUSED}[
+            sent.status
+        ]
+    )
+
+
+def test_a_signature_prefix_makes_any_message_a_signed_one() -> None:
+    report = report_to_proto(summary(), keypair=VALIDATOR)
+    unsigned = signing.payload(report)
+    prefix = signing.signature_prefix(task_pb2.RoundReport, public_key=VALIDATOR.public_key)
+    assert task_pb2.RoundReport.FromString(unsigned + prefix + report.signature.signature) == report
+    # A different key gives a different prefix (the key is inside it).
+    assert signing.signature_prefix(task_pb2.RoundReport, public_key=OTHER.public_key) != prefix
+
+
+def test_a_response_signed_by_another_key_is_a_bad_signature() -> None:
+    forged = response(answer(), keypair=OTHER)
+    forged.miner_hotkey = MINER.hotkey
+    reply = decode_reply(
+        forged.SerializeToString(), task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1
     )
     assert reply.outcome is Outcome.BAD_SIGNATURE
     # Claiming the miner's public key does not help: the signature does not verify.
-    response.signature.public_key = MINER.public_key
+    forged.signature.public_key = MINER.public_key
     reply = decode_reply(
-        response.SerializeToString(), task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1
+        forged.SerializeToString(), task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1
     )
     assert reply.outcome is Outcome.BAD_SIGNATURE
 
 
 def test_a_response_changed_after_signing_is_a_bad_signature() -> None:
-    response = response_to_proto(answer(completion="999"), service=_Signer(MINER))  # type: ignore[arg-type]
-    response.completion = "231"
+    changed = response(answer(completion="999"))
+    changed.completion = "231"
     reply = decode_reply(
-        response.SerializeToString(), task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1
+        changed.SerializeToString(), task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1
     )
     assert reply.outcome is Outcome.BAD_SIGNATURE
 
 
 def test_a_response_to_another_task_is_garbage() -> None:
-    data = response_to_proto(answer(task_id="t-2"), service=_Signer(MINER)).SerializeToString()  # type: ignore[arg-type]
+    data = response_to_wire(answer(task_id="t-2"), service=_Signer(MINER))  # type: ignore[arg-type]
     reply = decode_reply(data, task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1)
     assert reply.outcome is Outcome.GARBAGE
-    other_validator = response_to_proto(
+    other_validator = response_to_wire(
         answer(validator_hotkey=OTHER.hotkey),
         service=_Signer(MINER),  # type: ignore[arg-type]
-    ).SerializeToString()
+    )
     reply = decode_reply(other_validator, task=outgoing(), validator_hotkey=VALIDATOR.hotkey, latency_s=0.1)
     assert reply.outcome is Outcome.GARBAGE
 

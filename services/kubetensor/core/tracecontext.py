@@ -14,6 +14,9 @@ The ids minted here come from ``random``'s generator (seeded from the OS, reseed
 not from ``secrets``: W3C asks trace and span ids to be unique and random, not secret, and a miner mints
 one per task (``secrets`` makes a system call each time). Nothing is authorized by a trace id; the
 validator's round ids and reply inboxes, which must not be guessed, use ``secrets`` themselves.
+
+``TraceContext`` is an immutable ``NamedTuple``: the miner parses one and makes a child for every task,
+and a frozen dataclass would set each field through ``object.__setattr__``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kubetensor.core.subjects import TRACEPARENT
 
@@ -31,6 +34,7 @@ _ZERO_SPAN = "0" * 16
 _ONE_SPAN = "0" * 15 + "1"
 _ONE_TRACE = "0" * 31 + "1"
 SAMPLED = 0x01
+_FLAGS_HEX = {flags: f"{flags:02x}" for flags in range(256)}
 
 
 def _span_id() -> str:
@@ -39,8 +43,7 @@ def _span_id() -> str:
     return span if span != _ZERO_SPAN else _ONE_SPAN
 
 
-@dataclass(frozen=True)
-class TraceContext:
+class TraceContext(NamedTuple):
     """One span's identity in a trace."""
 
     trace_id: str
@@ -48,6 +51,7 @@ class TraceContext:
     span_id: str
     """16 lowercase hex characters, not all zero."""
     flags: int = SAMPLED
+    """The 8 trace-flags bits (0-255)."""
 
     @classmethod
     def start(cls, *, sampled: bool = True) -> TraceContext:
@@ -73,7 +77,8 @@ class TraceContext:
     @property
     def traceparent(self) -> str:
         """The ``traceparent`` header value of this span."""
-        return f"00-{self.trace_id}-{self.span_id}-{self.flags:02x}"
+        # The flags' hex from a table: formatting them costs as much as the rest (a header per task).
+        return f"00-{self.trace_id}-{self.span_id}-{_FLAGS_HEX[self.flags]}"
 
     @classmethod
     def parse(cls, value: str | None) -> TraceContext | None:

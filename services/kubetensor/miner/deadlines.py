@@ -47,6 +47,21 @@ class GenerationDeadlines:
         if when < self._timer_at:
             self._arm(loop, when)
 
+    def watch_current(self, *, within_s: float) -> asyncio.Task[Any]:
+        """``watch`` the task that calls this; return it.
+
+        The task is found on the loop of the last ``watch`` when it runs there (``asyncio.current_task``
+        of no loop asks for the running loop, a system call each time: asyncio checks the process id);
+        on another loop, or at the first call, it is asked for once.
+        """
+        task = asyncio.current_task(self._loop) if self._loop is not None else None
+        if task is None:
+            task = asyncio.current_task()
+            if task is None:
+                raise RuntimeError("GenerationDeadlines.watch_current: not called from a task")
+        self.watch(task, within_s=within_s)
+        return task
+
     def finish(self, task: asyncio.Task[Any]) -> bool:
         """Stop watching ``task``; True when it was cancelled here for its deadline and by nobody else.
 

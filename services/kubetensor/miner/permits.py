@@ -74,12 +74,13 @@ class PermitCache:
         """Return when ``hotkey`` holds a permit; NoPermitError or MetagraphUnavailableError otherwise."""
         age = self._clock() - self._fetched_at
         view = self._view
-        if view is None or not view.has_permit(hotkey):
-            # Not permitted (or nothing known yet): look again, but no more often than the miss period.
-            due = age >= self._miss_refresh_seconds
-        else:
-            due = age >= self._refresh_seconds
-        if due:
+        permitted = view is not None and view.has_permit(hotkey)
+        if permitted and age < self._refresh_seconds:
+            # The common case, for every task: a permitted validator and a fresh view.
+            return
+        # A stale view is read again; a key not permitted (or no view yet) makes it read again too, but
+        # no more often than the miss period.
+        if permitted or age >= self._miss_refresh_seconds:
             view = await self.refresh()
         if view is None:
             raise MetagraphUnavailableError(

@@ -61,8 +61,11 @@ class ReplayGuard:
     def _sweep(self, now_unix_ms: int) -> None:
         self._next_sweep = now_unix_ms + self._sweep_ms
         deadlines, seen = self._deadlines, self._seen
+        pop = seen.pop
         while deadlines and deadlines[0] < now_unix_ms:
             for key in self._buckets.pop(heapq.heappop(deadlines)):
-                # The pair may have come back since with a later deadline: that one stays.
-                if seen.get(key, now_unix_ms) < now_unix_ms:
-                    del seen[key]
+                # One lookup per pair; the pair may have come back since with a later deadline (it goes
+                # back in), or have gone with an earlier bucket of this sweep.
+                deadline = pop(key, None)
+                if deadline is not None and deadline >= now_unix_ms:
+                    seen[key] = deadline

@@ -62,6 +62,10 @@ class PermitChecker(Protocol):
         ...
 
 
+_NO_SPAN = contextlib.nullcontext()
+"""What a generation runs in when tracing is off (reusable: it holds nothing)."""
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -87,6 +91,9 @@ class MinerService:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency: expected at least 1, got {max_concurrency}")
         self._keypair = keypair
+        # Read for every task: an attribute, not the keypair's property.
+        self._hotkey = keypair.hotkey
+        self._public_key = keypair.public_key
         self.netuid = netuid
         self._engine = engine
         self._permits = permits
@@ -103,11 +110,11 @@ class MinerService:
 
     @property
     def hotkey(self) -> str:
-        return self._keypair.hotkey
+        return self._hotkey
 
     @property
     def public_key(self) -> bytes:
-        return self._keypair.public_key
+        return self._public_key
 
     @property
     def in_flight(self) -> int:
@@ -156,8 +163,8 @@ class MinerService:
 
     async def check(self, job: Job) -> None:
         """Raise the first reason this miner may not answer ``job`` (see the module doc)."""
-        if job.miner_hotkey != self.hotkey:
-            raise MisaddressedTaskError("miner_hotkey", expected=self.hotkey, got=job.miner_hotkey)
+        if job.miner_hotkey != self._hotkey:
+            raise MisaddressedTaskError("miner_hotkey", expected=self._hotkey, got=job.miner_hotkey)
         if job.netuid != self.netuid:
             raise MisaddressedTaskError(
                 "netuid", expected=f"subnet {self.netuid}", got=f"subnet {job.netuid}"
@@ -202,13 +209,11 @@ class MinerService:
                 },
             )
             if telemetry.enabled()
-            else contextlib.nullcontext()
+            else _NO_SPAN
         )
-        task = asyncio.current_task()
-        assert task is not None
         # One shared timer for all generations (``GenerationDeadlines``), not an ``asyncio.timeout`` each;
         # its cancellation becomes the TimeoutError that timeout raises, inside the span as before.
-        self._deadlines.watch(task, within_s=remaining)
+        task = self._deadlines.watch_current(within_s=remaining)
         try:
             with generation:
                 try:
