@@ -4,7 +4,9 @@ Run by hand or by ``make bench`` as ``python tests/bench/bench_network.py --out 
 by ``tests/bench/test_bench_network_smoke.py``, which runs it at a tiny size and checks the JSON shape.
 
 One real nats-server. For each size N (default 16 and 64) a child process (this file with ``--serve``)
-runs the N responders, so requester and responders do not share an event loop:
+runs the N responders, so requester and responders do not share an event loop (``--responder-processes
+K`` spreads them over K processes instead, for both methods alike: on a real network each miner is its
+own process, and one process serving all N makes its one core the round's critical path):
 
 * ``kubetensor``: N real miners (``MinerService`` + ``TaskSubscriber``, permits from a ``PermitCache``,
   replay guard, signed answers) on a trivial in-process echo engine that answers the addition prompt
@@ -102,8 +104,9 @@ class EchoEngine:
 # -- the responder process ----------------------------------------------------------------------------
 
 
-async def serve(mode: str, *, count: int, nats_url: str) -> None:
-    """Run ``count`` responders until stdin closes; print "ready" once subscribed."""
+async def serve(mode: str, *, count: int, nats_url: str, part: int = 0, parts: int = 1) -> None:
+    """Run this process's share of ``count`` responders (every ``parts``-th from ``part``) until stdin
+    closes; print "ready" once subscribed."""
     nc = await bus.connect(nats_url, name=f"bench-{mode}")
     subscribers: list[TaskSubscriber] = []
     if mode == "kt":
@@ -113,7 +116,7 @@ async def serve(mode: str, *, count: int, nats_url: str) -> None:
         async def fetch() -> MetagraphView:
             return view
 
-        for key in miner_keys(count):
+        for key in miner_keys(count)[part::parts]:
             permits = PermitCache(fetch, netuid=NETUID, refresh_seconds=3600)
             await permits.refresh()
             service = MinerService(
@@ -132,7 +135,7 @@ async def serve(mode: str, *, count: int, nats_url: str) -> None:
         async def echo(msg: nats.aio.msg.Msg) -> None:
             await nc.publish(msg.reply, msg.data)
 
-        for key in miner_keys(count):
+        for key in miner_keys(count)[part::parts]:
             await nc.subscribe(subjects.miner_tasks(NETUID, key.hotkey), cb=echo)
     await nc.flush()
     print("ready", flush=True)
@@ -140,13 +143,24 @@ async def serve(mode: str, *, count: int, nats_url: str) -> None:
     await nc.close()
 
 
-class Responders(support.Child):
-    """The responder child process of one mode and size."""
+class Responders:
+    """The responder child processes of one mode and size: ``processes`` of them share the ``count``
+    responders (1 by default: every miner in one process, as the headline figures are measured)."""
 
-    def __init__(self, mode: str, *, count: int, nats_url: str) -> None:
-        super().__init__(
-            __file__, ["--serve", mode, "--count", str(count), "--nats", nats_url], what=f"{mode} responders"
-        )
+    def __init__(self, mode: str, *, count: int, nats_url: str, processes: int = 1) -> None:
+        self.children: list[support.Child] = []
+        try:
+            for part in range(processes):
+                args = ["--serve", mode, "--count", str(count), "--nats", nats_url]
+                args += ["--part", str(part), "--parts", str(processes)]
+                self.children.append(support.Child(__file__, args, what=f"{mode} responders"))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for child in self.children:
+            child.close()
 
 
 # -- the requester ------------------------------------------------------------------------------------
@@ -164,14 +178,14 @@ class StaticConsensus:
 
 
 class CpuMeter:
-    """CPU seconds (user + system) used by this process and by one responder process."""
+    """CPU seconds (user + system) used by this process and by the responder processes together."""
 
     def __init__(self, responders: Responders) -> None:
-        self._child = psutil.Process(responders.process.pid)
+        self._children = [psutil.Process(child.process.pid) for child in responders.children]
 
     def read(self) -> tuple[float, float]:
-        child = self._child.cpu_times()
-        return time.process_time(), child.user + child.system
+        times = [child.cpu_times() for child in self._children]
+        return time.process_time(), sum(each.user + each.system for each in times)
 
 
 async def timed(
@@ -258,13 +272,14 @@ async def measure(
     warmup: int,
     workdir: pathlib.Path,
     signature_costs: dict[str, Any],
+    processes: int = 1,
 ) -> dict[str, Any]:
     keys = miner_keys(count)
     nc = await bus.connect(nats_url, name="bench-validator")
     try:
         sender = MinerTaskClient(nc, keypair=VALIDATOR)
         cpu: dict[str, dict[str, Any]] = {"kubetensor_round": {}, "kubetensor_fanout": {}, "raw_nats": {}}
-        responders = Responders("kt", count=count, nats_url=nats_url)
+        responders = Responders("kt", count=count, nats_url=nats_url, processes=processes)
         meter = CpuMeter(responders)
         try:
             state_file = StateFile(workdir / f"state-{count}.json", netuid=NETUID, hotkey=VALIDATOR.hotkey)
@@ -316,7 +331,7 @@ async def measure(
         finally:
             responders.close()
 
-        raw = Responders("raw", count=count, nats_url=nats_url)
+        raw = Responders("raw", count=count, nats_url=nats_url, processes=processes)
         try:
             sample_task = seal_round(sample_tasks(count), keypair=VALIDATOR)[0].SerializeToString()
             subjects_ = [subjects.miner_tasks(NETUID, key.hotkey) for key in keys]
@@ -333,6 +348,7 @@ async def measure(
         await nc.close()
     result: dict[str, Any] = {
         "miners": count,
+        "responder_processes": processes,
         "kubetensor_round": support.latency_stats(round_times, count="rounds") | cpu["kubetensor_round"],
         "kubetensor_fanout": support.latency_stats(fanout_times, count="rounds") | cpu["kubetensor_fanout"],
         "raw_nats": support.latency_stats(raw_times, count="rounds") | cpu["raw_nats"],
@@ -371,7 +387,7 @@ def merge_dendrite(cases: list[dict[str, Any]], path: pathlib.Path | None) -> di
     return {"status": "measured", "bittensor": measured.get("bittensor"), "machine": measured.get("machine")}
 
 
-async def run(sizes: list[int], *, rounds: int, warmup: int) -> dict[str, Any]:
+async def run(sizes: list[int], *, rounds: int, warmup: int, processes: int = 1) -> dict[str, Any]:
     from kubetensor.sandbox.natsserver import NatsServer
 
     with tempfile.TemporaryDirectory(prefix="kt-bench-network-") as scratch:
@@ -387,6 +403,7 @@ async def run(sizes: list[int], *, rounds: int, warmup: int) -> dict[str, Any]:
                     warmup=warmup,
                     workdir=workdir,
                     signature_costs=signature_costs,
+                    processes=processes,
                 )
                 for size in sizes
             ]
@@ -410,18 +427,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="untimed rounds first")
     parser.add_argument("--dendrite", type=pathlib.Path, help="dendrite_baseline.py's JSON, to merge in")
     parser.add_argument("--serve", choices=("kt", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--responder-processes",
+        type=int,
+        default=1,
+        help="processes the responders of each size are spread over, for both methods (default 1)",
+    )
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--parts", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--nats", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        asyncio.run(serve(args.serve, count=args.count, nats_url=args.nats))
+        asyncio.run(serve(args.serve, count=args.count, nats_url=args.nats, part=args.part, parts=args.parts))
         return 0
     if args.out is None:
         parser.error("--out is required")
     if args.dendrite is not None and not args.dendrite.is_file():
         parser.error(f"--dendrite {args.dendrite}: no such file (run dendrite_baseline.py first)")
     sizes = [int(size) for size in args.sizes.split(",")]
-    results = asyncio.run(run(sizes, rounds=args.rounds, warmup=args.warmup))
+    if args.responder_processes < 1:
+        parser.error(f"--responder-processes: expected at least 1, got {args.responder_processes}")
+    results = asyncio.run(
+        run(sizes, rounds=args.rounds, warmup=args.warmup, processes=args.responder_processes)
+    )
     results["dendrite"] = merge_dendrite(results["cases"], args.dendrite)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -34,6 +34,7 @@ def test_bench_writes_json_with_every_method_per_size(tmp_path: pathlib.Path) ->
     assert results["benchmark"] == "validator_fanout_round"
     assert set(results["machine"]) >= {"python", "cpu_count", "load_average"}
     assert [case["miners"] for case in results["cases"]] == [2, 3]
+    assert [case["responder_processes"] for case in results["cases"]] == [1, 1]
     assert results["ed25519"]["sign_us"] > 0
     assert results["ed25519"]["verify_us"] > 0
     assert results["ed25519"]["verify_many_64_us_per_signature"] > 0
@@ -56,6 +57,18 @@ def test_bench_writes_json_with_every_method_per_size(tmp_path: pathlib.Path) ->
         # Every miner answered every task: the numbers measure real answers, not failures.
         assert case["non_ok_replies"] == 0
     assert results["dendrite"]["status"] == "not_run"
+
+
+def test_bench_spreads_the_responders_over_processes_and_every_one_answers(tmp_path: pathlib.Path) -> None:
+    bench = _load_bench()
+    out = tmp_path / "results.json"
+    argv = ["--out", str(out), "--sizes", "5", "--rounds", "2", "--warmup", "1", "--responder-processes", "2"]
+    assert bench.main(argv) == 0
+    (case,) = json.loads(out.read_text(encoding="utf-8"))["cases"]
+    assert case["responder_processes"] == 2
+    # Five miners over two processes (three and two): a miner left out would time out its task.
+    assert case["non_ok_replies"] == 0
+    assert case["kubetensor_round"]["cpu_ms_per_round"]["responders"] > 0
 
 
 def test_bench_merges_a_dendrite_run(tmp_path: pathlib.Path) -> None:
