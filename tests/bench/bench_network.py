@@ -27,7 +27,8 @@ In the parent, three timings per size, each a list of rounds:
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
 
 The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of the requester and of
-the responder process (``cpu_ms_per_round``: where the time goes, and whether the two overlap), and
+the responder processes and of the nats-server (``cpu_ms_per_round``: where the time goes, whether it
+overlaps, and, divided by the cores, the least wall time that much work can take), and
 the ratios to raw nats.py. It also measures, in the same run, what one ed25519 signature and one
 verification cost on the real envelope bytes (``ed25519``) and so the signature work per round that no
 transport can remove (``crypto_floor_ms``: the validator signs one envelope and verifies N responses
@@ -178,14 +179,21 @@ class StaticConsensus:
 
 
 class CpuMeter:
-    """CPU seconds (user + system) used by this process and by the responder processes together."""
+    """CPU seconds (user + system) used by this process, by the responder processes together and by
+    the nats-server."""
 
-    def __init__(self, responders: Responders) -> None:
+    def __init__(self, responders: Responders, *, server_pid: int) -> None:
         self._children = [psutil.Process(child.process.pid) for child in responders.children]
+        self._server = psutil.Process(server_pid)
 
-    def read(self) -> tuple[float, float]:
+    def read(self) -> tuple[float, float, float]:
         times = [child.cpu_times() for child in self._children]
-        return time.process_time(), sum(each.user + each.system for each in times)
+        server = self._server.cpu_times()
+        return (
+            time.process_time(),
+            sum(each.user + each.system for each in times),
+            server.user + server.system,
+        )
 
 
 async def timed(
@@ -195,15 +203,15 @@ async def timed(
     for _ in range(warmup):
         await one()
     times = []
-    requester, responders = cpu.read()
+    before = cpu.read()
     for _ in range(rounds):
         started = time.perf_counter()
         await one()
         times.append((time.perf_counter() - started) * 1000)
-    requester_end, responders_end = cpu.read()
+    after = cpu.read()
     into["cpu_ms_per_round"] = {
-        "requester": (requester_end - requester) * 1000 / max(rounds, 1),
-        "responders": (responders_end - responders) * 1000 / max(rounds, 1),
+        name: (end - start) * 1000 / max(rounds, 1)
+        for name, start, end in zip(("requester", "responders", "nats_server"), before, after, strict=True)
     }
     return times
 
@@ -272,6 +280,7 @@ async def measure(
     warmup: int,
     workdir: pathlib.Path,
     signature_costs: dict[str, Any],
+    server_pid: int,
     processes: int = 1,
 ) -> dict[str, Any]:
     keys = miner_keys(count)
@@ -280,7 +289,7 @@ async def measure(
         sender = MinerTaskClient(nc, keypair=VALIDATOR)
         cpu: dict[str, dict[str, Any]] = {"kubetensor_round": {}, "kubetensor_fanout": {}, "raw_nats": {}}
         responders = Responders("kt", count=count, nats_url=nats_url, processes=processes)
-        meter = CpuMeter(responders)
+        meter = CpuMeter(responders, server_pid=server_pid)
         try:
             state_file = StateFile(workdir / f"state-{count}.json", netuid=NETUID, hotkey=VALIDATOR.hotkey)
             validator = ValidatorService(
@@ -341,7 +350,9 @@ async def measure(
                     *(nc.request(subject, sample_task, timeout=5.0) for subject in subjects_)
                 )
 
-            raw_times = await timed(rounds, warmup, one_raw, cpu=CpuMeter(raw), into=cpu["raw_nats"])
+            raw_times = await timed(
+                rounds, warmup, one_raw, cpu=CpuMeter(raw, server_pid=server_pid), into=cpu["raw_nats"]
+            )
         finally:
             raw.close()
     finally:
@@ -399,6 +410,7 @@ async def run(sizes: list[int], *, rounds: int, warmup: int, processes: int = 1)
                 await measure(
                     size,
                     nats_url=server.url,
+                    server_pid=server.process.pid,
                     rounds=rounds,
                     warmup=warmup,
                     workdir=workdir,
@@ -467,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         cpu = case["kubetensor_fanout"]["cpu_ms_per_round"]
         print(
             f"    fan-out CPU per round (ms): requester {cpu['requester']:.2f} responders "
-            f"{cpu['responders']:.2f} | ed25519 floor validator {case['crypto_floor_ms']['validator']:.2f} "
+            f"{cpu['responders']:.2f} nats-server {cpu['nats_server']:.2f} | ed25519 floor validator "
+            f"{case['crypto_floor_ms']['validator']:.2f} "
             f"({case['crypto_floor_vs_raw_p50']:.1f}x raw p50)"
         )
     return 0
