@@ -10,7 +10,7 @@ RUN_ARGS ?=
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 .PHONY: setup
 setup: tools venv models ## Build/install everything (tools, .venv, models); each step is cached
@@ -52,6 +52,14 @@ bench: setup ## Run the benchmarks; JSON results in tests/bench/results/
 	@mkdir -p tests/bench/results
 	@for b in tests/bench/bench_*.py; do \
 	  echo "== $$b"; $(PY) $$b --out tests/bench/results/$$(basename $$b .py).json || exit 1; done
+
+.PHONY: bench-dendrite
+bench-dendrite: setup ## The network bench against Bittensor's own dendrite/axon (bittensor 10.5.0 in its own cached venv)
+	@mkdir -p tests/bench/results
+	@bt=$$(bash tools/bittensor-venv.sh) && \
+	  $$bt tests/bench/dendrite_baseline.py --out tests/bench/results/dendrite_baseline.json
+	@$(PY) tests/bench/bench_network.py --out tests/bench/results/bench_network.json \
+	  --dendrite tests/bench/results/dendrite_baseline.json
 
 .PHONY: run
 run: setup ## Run the whole network locally: NATS, consensus + chain ledger, 3 vLLM miners, 2 validators (Ctrl-C stops it)

@@ -483,6 +483,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{case['crypto_floor_ms']['validator']:.2f} "
             f"({case['crypto_floor_vs_raw_p50']:.1f}x raw p50)"
         )
+        if "dendrite" in case:
+            print(
+                f"    dendrite (ms): p50 {case['dendrite']['p50_ms']:.1f} "
+                f"p99 {case['dendrite']['p99_ms']:.1f} "
+                f"| round {case['dendrite_vs_kubetensor_round_p50']:.1f}x faster at p50, "
+                f"{case['dendrite_vs_kubetensor_round_p99']:.1f}x at p99"
+            )
     return 0
 
 

@@ -1,9 +1,11 @@
 """The peer baseline for bench_network.py: the same fan-out round through Bittensor's own dendrite/axon.
 
-Runs in a SEPARATE virtualenv with ``bittensor==10.5.0`` (it imports nothing from kubetensor)::
+Runs in a SEPARATE virtualenv with ``bittensor==10.5.0`` (it imports nothing from kubetensor);
+``make bench-dendrite`` builds that environment from ``requirements/bittensor-baseline.txt``
+(``tools/bittensor-venv.sh``), runs this, then bench_network.py with its JSON. By hand::
 
-    python3.11 -m venv /tmp/btvenv && /tmp/btvenv/bin/pip install bittensor==10.5.0
-    /tmp/btvenv/bin/python tests/bench/dendrite_baseline.py --out dendrite.json
+    bt=$(bash tools/bittensor-venv.sh)
+    $bt tests/bench/dendrite_baseline.py --out dendrite.json
     .venv/bin/python tests/bench/bench_network.py --out results.json --dendrite dendrite.json
 
 A child process (this file with ``--serve N``) runs N axons (each Bittensor's FastAPI/uvicorn server

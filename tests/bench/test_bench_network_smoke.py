@@ -97,3 +97,13 @@ def test_bench_merges_a_dendrite_run(tmp_path: pathlib.Path) -> None:
     assert section["status"] == "measured"
     assert cases[0]["dendrite_vs_kubetensor_round_p50"] == 20.0
     assert cases[0]["dendrite_vs_kubetensor_fanout_p99"] == 40.0
+
+
+def test_the_peer_baseline_environment_is_bittensor_10_5_0_fully_pinned() -> None:
+    root = BENCH.parents[2]
+    lock = (root / "requirements" / "bittensor-baseline.txt").read_text(encoding="utf-8").split()
+    assert "bittensor==10.5.0" in lock
+    unpinned = [line for line in lock if "==" not in line]
+    assert unpinned == [], f"every package of the baseline environment is pinned: {unpinned}"
+    script = (root / "tools" / "bittensor-venv.sh").read_text(encoding="utf-8")
+    assert '--no-deps -r "$lock"' in script and "lock=requirements/bittensor-baseline.txt" in script
