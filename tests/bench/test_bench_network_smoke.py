@@ -106,4 +106,5 @@ def test_the_peer_baseline_environment_is_bittensor_10_5_0_fully_pinned() -> Non
     unpinned = [line for line in lock if "==" not in line]
     assert unpinned == [], f"every package of the baseline environment is pinned: {unpinned}"
     script = (root / "tools" / "bittensor-venv.sh").read_text(encoding="utf-8")
-    assert '--no-deps -r "$lock"' in script and "lock=requirements/bittensor-baseline.txt" in script
+    assert "lock=requirements/bittensor-baseline.txt" in script
+    assert '--no-deps -r "$lock"' in script
