@@ -15,7 +15,8 @@ globals. Per custom resource:
 
 All work on one resource holds that resource's lock. Status is written only when it changed
 (``conditions.status_changed``); Events are posted only on condition transitions. Handlers return
-None, so kopf writes nothing of its own into status.
+None, so kopf writes nothing of its own into status. Reconciles, the Ready condition each status write
+computes, registrations and releases are counted in ``runtime.metrics`` (``/metrics``).
 """
 
 from __future__ import annotations
