@@ -4,10 +4,12 @@ to register with (pods are fake, so the operator is pointed at it), kubectl call
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +17,7 @@ import yaml
 from kubetensor.core.keys import Keypair
 from kubetensor.sandbox.controlplane import ControlPlane
 from kubetensor_operator import runner
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.process_support import ServiceProcess
 
@@ -153,15 +156,24 @@ tracing stays off, and the pods never run)."""
 CHAIN_IMAGE = "registry.test/kubetensor-chain:e2e"
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @dataclass
 class OperatorHandle:
-    """The operator under test: restartable, with its log."""
+    """The operator under test: restartable, with its log and its ``/metrics``."""
 
     directory: Path
     kubeconfig: Path
     consensus_address: str
     otlp_endpoint: str = ""
     """Where the operator exports its spans (OTLP over HTTP); empty: tracing off."""
+    metrics_port: int = field(default_factory=free_port)
+    """Loopback port of the operator's ``/metrics`` (the same across restarts)."""
 
     def start(self, *, install: bool = True) -> int:
         tracing = (
@@ -183,6 +195,7 @@ class OperatorHandle:
                 "KT_OPERATOR_CHAIN_IMAGE": CHAIN_IMAGE,
                 "KT_OPERATOR_OTEL_ENV": json.dumps(CHILD_OTEL),
                 "OTEL_BSP_SCHEDULE_DELAY": "200",
+                "KT_OPERATOR_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
                 **tracing,
             },
             install_manifests=install,
@@ -194,3 +207,18 @@ class OperatorHandle:
 
     def log(self) -> str:
         return (self.directory / "operator.log").read_text(errors="replace")
+
+    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """One scrape of the operator's ``/metrics``: (sample name, labels) -> value."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def sample(self, name: str, **labels: str) -> float:
+        """One figure of a fresh scrape (0 when absent)."""
+        return self.metrics().get((name, frozenset(labels.items())), 0.0)

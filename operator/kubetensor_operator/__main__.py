@@ -3,6 +3,7 @@
 Settings (``KT_OPERATOR_*``) -> credentials -> Kubernetes client and consensus gateway -> runtime ->
 handlers registry -> ``kopf.operator`` (standalone: one replica, ``Recreate``; kopf's peering is not
 leader election). kopf handles SIGTERM/SIGINT: it stops the watches and lets running handlers finish.
+``/metrics`` (``metrics_listen``, when set) is served while kopf runs and stopped when it returns.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import logging
 
 import kopf
-from kubetensor.core import telemetry
+from kubetensor.core import metrics, telemetry
 
 from kubetensor_operator import handlers, kube
 from kubetensor_operator.consensus import ConsensusGateway
@@ -36,14 +37,25 @@ async def serve(settings: OperatorSettings) -> None:
             ", ".join(settings.namespaces) or "all namespaces",
             credentials.server,
         )
-        await kopf.operator(
-            registry=handlers.build_registry(runtime),
-            settings=handlers.kopf_settings(settings),
-            standalone=True,
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            liveness_endpoint=settings.liveness_endpoint or None,
+        endpoint = (
+            metrics.serve(settings.metrics_listen, runtime.metrics.registry)
+            if settings.metrics_listen
+            else None
         )
+        if endpoint is not None:
+            _log.info("metrics on %s", endpoint.url)
+        try:
+            await kopf.operator(
+                registry=handlers.build_registry(runtime),
+                settings=handlers.kopf_settings(settings),
+                standalone=True,
+                clusterwide=not settings.namespaces,
+                namespaces=settings.namespaces,
+                liveness_endpoint=settings.liveness_endpoint or None,
+            )
+        finally:
+            if endpoint is not None:
+                endpoint.stop()
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ globals. Per custom resource:
 
 All work on one resource holds that resource's lock. Status is written only when it changed
 (``conditions.status_changed``); Events are posted only on condition transitions. Handlers return
-None, so kopf writes nothing of its own into status.
+None, so kopf writes nothing of its own into status. Reconciles, the Ready condition each status write
+computes, registrations and releases are counted in ``runtime.metrics`` (``/metrics``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import base64
 import binascii
 import logging
 import random
+import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +35,7 @@ from typing import Any
 import kopf
 from kubetensor.core import telemetry
 
-from kubetensor_operator import conditions, consensus, desired, kube, model
+from kubetensor_operator import conditions, consensus, desired, kube, metrics, model
 from kubetensor_operator.conditions import Problem, Reason, Registration, Workload
 from kubetensor_operator.consensus import ConsensusGateway
 from kubetensor_operator.desired import Images, Owner
@@ -46,6 +48,7 @@ from kubetensor_operator.errors import (
     SpecError,
 )
 from kubetensor_operator.kube import KubeClient
+from kubetensor_operator.metrics import OperatorMetrics
 from kubetensor_operator.model import GROUP, VERSION, Manifest, Neuron, SettlementHead
 from kubetensor_operator.settings import OperatorSettings
 
@@ -104,6 +107,8 @@ class Runtime:
     indices: tuple[Any, Any] | None = None
     """kopf's Miner and Validator indices by (namespace, subnet), live views (set by the first handler)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    """The operator's Prometheus figures (served by ``__main__`` when ``metrics_listen`` is set)."""
 
     @classmethod
     def create(
@@ -134,6 +139,7 @@ class Runtime:
         self.subnets.pop(key, None)
         self.unschedulable.pop(key, None)
         self.locks.pop(key, None)
+        self.metrics.forget(key)
 
     def members(self, namespace: str, subnet: str) -> tuple[int, int] | None:
         """Miners and Validators naming the Subnet (None before kopf handed over its indices)."""
@@ -168,6 +174,9 @@ async def _write_status(runtime: Runtime, body: Mapping[str, Any], new: Mapping[
     """Patch status with what changed (nothing when nothing did); post Events for transitions."""
     kind, namespace, name = key_of(body)
     current = body.get("status") or {}
+    for condition in new.get("conditions", []):
+        if condition["type"] == "Ready":
+            runtime.metrics.ready((kind, namespace, name), str(condition["status"]))
     patch = conditions.status_changed(current, new)
     if not patch:
         return
@@ -175,6 +184,7 @@ async def _write_status(runtime: Runtime, body: Mapping[str, Any], new: Mapping[
         await runtime.kube.patch_status(RESOURCES[kind], namespace, name, patch)
     except KubeApiError as error:
         if error.status == 404:
+            runtime.metrics.forget((kind, namespace, name))
             return
         raise
     if "conditions" in patch:
@@ -373,14 +383,17 @@ async def _register(
         neuron = graph.neurons.get(hotkey)
         if neuron is None:
             uid = await runtime.consensus.register(address, netuid, seed_hex=seed, coldkey=coldkey or hotkey)
+            runtime.metrics.registered(key[0])
             return Registration(Reason.REGISTERED, f"uid {uid} on subnet {netuid}", uid=uid), None
         return Registration(Reason.REGISTERED, f"uid {neuron.uid} on subnet {netuid}", uid=neuron.uid), neuron
     except ConsensusUnavailableError as error:
         # Unknown, not lost: keep the uid the resource had while the service is away.
         message = f"{error}; retrying every {runtime.settings.resync_seconds:g}s"
         kept = previous.uid if previous else None
+        runtime.metrics.registration_failed(key[0], Reason.CONSENSUS_UNAVAILABLE)
         return Registration(Reason.CONSENSUS_UNAVAILABLE, message, uid=kept), runtime.neurons.get(key)
     except ConsensusRefusedError as error:
+        runtime.metrics.registration_failed(key[0], Reason.REGISTRATION_REFUSED)
         return Registration(Reason.REGISTRATION_REFUSED, str(error)), None
 
 
@@ -391,7 +404,8 @@ async def reconcile(runtime: Runtime, body: Mapping[str, Any]) -> Problem | None
     """Bring one resource's children, registration and status in line with its spec.
 
     Returns the problem that stopped it (already reported in status), or None. Traced as one
-    ``operator.reconcile`` span (its consensus calls are children) when tracing is on.
+    ``operator.reconcile`` span (its consensus calls are children) when tracing is on, and counted in
+    ``runtime.metrics`` by kind and outcome, with its duration.
     """
     key = key_of(body)
     kind, namespace, name = key
@@ -401,11 +415,29 @@ async def reconcile(runtime: Runtime, body: Mapping[str, Any]) -> Problem | None
         "kubetensor.resource.name": name,
         "kubetensor.resource.generation": int(body.get("metadata", {}).get("generation") or 0),
     }
-    with telemetry.span("operator.reconcile", attributes=attributes) as span:
-        problem = await _reconcile(runtime, body, key)
-        if span is not None and problem is not None:
-            span.set_attribute("kubetensor.problem.reason", problem.reason.value)
+    started = time.perf_counter()
+    outcome, reason = metrics.ERROR, ""
+    try:
+        with telemetry.span("operator.reconcile", attributes=attributes) as span:
+            problem = await _reconcile(runtime, body, key)
+            if span is not None and problem is not None:
+                span.set_attribute("kubetensor.problem.reason", problem.reason.value)
+    except kopf.TemporaryError:
+        outcome = metrics.TEMPORARY_ERROR
+        raise
+    except asyncio.CancelledError:
+        outcome = ""  # the operator is stopping: not an outcome of the resource
+        raise
+    else:
+        if problem is None:
+            outcome = metrics.OK
+        else:
+            reason = problem.reason.value
+            outcome = metrics.PERMANENT_ERROR if problem.reason is Reason.INVALID_SPEC else metrics.PROBLEM
         return problem
+    finally:
+        if outcome:
+            runtime.metrics.reconciled(kind, outcome, seconds=time.perf_counter() - started, reason=reason)
 
 
 async def _reconcile(runtime: Runtime, body: Mapping[str, Any], key: Key) -> Problem | None:
@@ -548,7 +580,12 @@ async def release(runtime: Runtime, body: Mapping[str, Any]) -> None:
     key = key_of(body)
     async with runtime.lock(key):
         if key[0] != "Subnet":
-            outcome = await _deregister(runtime, body)
+            try:
+                outcome = await _deregister(runtime, body)
+            except kopf.TemporaryError:
+                runtime.metrics.released(key[0], metrics.RETRYING)
+                raise
+            runtime.metrics.released(key[0], outcome.reason.value)
             _log.log(
                 logging.WARNING if outcome.warning else logging.INFO,
                 "%s %s/%s: %s: %s",

@@ -73,6 +73,8 @@ class OperatorSettings(BaseSettings):
     """Timeout of each Kubernetes API request the operator makes itself."""
     liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
     """kopf's liveness endpoint (``""``: none)."""
+    metrics_listen: str = ""
+    """host:port of the operator's Prometheus ``/metrics`` (``""``: none; the chart sets ``[::]:9090``)."""
     log_level: str = "INFO"
     """Python logging level name."""
     verbose_kopf: bool = False

@@ -132,6 +132,7 @@ def test_helm_install_upgrade_uninstall_on_a_real_control_plane(
     out = run("install", name, str(CHART), "--create-namespace", *WAIT)
     assert "kubectl apply -n demo -f manifests/examples/" in out  # NOTES.txt: what to run next
     assert f"nats://{name}-kubetensor-nats.{namespace}.svc:4222" in out
+    assert f"port-forward deployment/{operator} 9090" in out  # NOTES.txt: the operator's /metrics
 
     for crd in CRD_NAMES:
         assert established(kube_cluster, crd), crd

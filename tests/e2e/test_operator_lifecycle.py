@@ -4,6 +4,7 @@ hotkeys, a missing subnet, metrics from epochs and a restart. Each test works in
 from __future__ import annotations
 
 import base64
+import json
 import time
 from typing import Any
 
@@ -361,6 +362,50 @@ async def test_metrics_are_refreshed_from_the_consensus_service(
     async with ConsensusClient.connect(operator.consensus_address, netuid=NETUID) as client:
         settled = {r.settlement.epoch: r.settlement.hash for r in await client.settlements()}
     assert settled[head["epoch"]] == head["hash"]
+
+
+def ready_miners_in_the_cluster(cluster: ControlPlane) -> int:
+    """Miners of every namespace (other tests' included) whose Ready condition is True."""
+    listed = kubectl(cluster, "get", "miners", "--all-namespaces", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    return sum(
+        1 for obj in json.loads(listed.stdout)["items"] if condition(obj, "Ready").get("status") == "True"
+    )
+
+
+def test_the_operator_metrics_count_reconciles_ready_miners_and_deregistrations(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    reconciles = "kubetensor_operator_reconciles_total"
+    before = {kind: operator.sample(reconciles, kind=kind, outcome="ok") for kind in ("Subnet", "Miner")}
+    deregistered = operator.sample(
+        "kubetensor_operator_deregistrations_total", kind="Miner", outcome="Deregistered"
+    )
+    apply(kube_cluster, namespace, subnet(), miner("m1"), miner("m2"))
+    for name in ("m1", "m2"):
+        wait_for(lambda name=name: ready(kube_cluster, namespace, "miner", name), what=f"Miner {name} Ready")
+    # Each Miner was reconciled at least once to get there, the Subnet too (other tests' resources only
+    # add to these counters; the operator is shared by the session).
+    assert operator.sample(reconciles, kind="Miner", outcome="ok") >= before["Miner"] + 2
+    assert operator.sample(reconciles, kind="Subnet", outcome="ok") >= before["Subnet"] + 1
+    durations = operator.sample("kubetensor_operator_reconcile_duration_seconds_count", kind="Miner")
+    assert durations >= operator.sample(reconciles, kind="Miner", outcome="ok")
+
+    def gauge_counts_ready_miners(at_least: int) -> float | None:
+        # Scrape first: a Miner turning Ready between the two reads shows in the next round.
+        gauge = operator.sample("kubetensor_operator_resources", kind="Miner", ready="True")
+        return gauge if gauge >= at_least and gauge == ready_miners_in_the_cluster(kube_cluster) else None
+
+    wait_for(lambda: gauge_counts_ready_miners(2), what="the Ready gauge to equal the Ready Miners")
+
+    deleted = kubectl(kube_cluster, "delete", "miner", "m2", "-n", namespace, "--timeout=60s")
+    assert deleted.returncode == 0, deleted.stderr
+    assert (
+        operator.sample("kubetensor_operator_deregistrations_total", kind="Miner", outcome="Deregistered")
+        >= deregistered + 1
+    )
+    assert get(kube_cluster, namespace, "miner", "m2") is None
+    wait_for(lambda: gauge_counts_ready_miners(1), what="the Ready gauge to drop the deleted Miner")
 
 
 def test_restarting_the_operator_changes_nothing_that_was_right(

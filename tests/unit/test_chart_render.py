@@ -21,6 +21,7 @@ from tests.chart_support import (
     CHART,
     CI_VALUES,
     ROOT,
+    HelmError,
     Manifest,
     env_values,
     helm,
@@ -77,13 +78,33 @@ def test_operator_probes_hit_kopfs_health_endpoint_on_the_port_it_listens_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     container = operator_container(render())
-    (port,) = container["ports"]
+    (port,) = [port for port in container["ports"] if port["name"] == "health"]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": port["name"]}
     settings = operator_settings(container, monkeypatch)
     assert settings.liveness_endpoint == f"http://0.0.0.0:{port['containerPort']}/healthz"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
+
+
+def test_operator_serves_metrics_on_its_metrics_port_and_none_with_port_zero(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    container = operator_container(render())
+    (port,) = [port for port in container["ports"] if port["name"] == "metrics"]
+    assert port["containerPort"] == 9090
+    assert operator_settings(container, monkeypatch).metrics_listen == f"[::]:{port['containerPort']}"
+    moved = operator_container(render_values(tmp_path, {"operator": {"metricsPort": 9191}}))
+    assert operator_settings(moved, monkeypatch).metrics_listen == "[::]:9191"
+    assert {p["name"]: p["containerPort"] for p in moved["ports"]} == {"health": 8080, "metrics": 9191}
+    off = operator_container(render_values(tmp_path, {"operator": {"metricsPort": 0}}))
+    assert [p["name"] for p in off["ports"]] == ["health"]
+    assert operator_settings(off, monkeypatch).metrics_listen == ""
+
+
+def test_a_metrics_port_equal_to_the_health_port_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(HelmError, match=r"metricsPort must differ from operator\.healthPort"):
+        render_values(tmp_path, {"operator": {"metricsPort": 8080}})
 
 
 def test_default_operator_environment_is_read_by_the_operator_settings(
@@ -201,7 +222,7 @@ def test_placement_and_resources_land_on_the_operator_pod() -> None:
         "requests": {"cpu": "250m", "memory": "300Mi"},
         "limits": {"cpu": "1", "memory": "2Gi"},
     }
-    assert container["ports"][0]["containerPort"] == 9090
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 9090, "metrics": 9191}
     nats = one(objects, "StatefulSet")["spec"]["template"]["spec"]
     assert nats["tolerations"] == spec["tolerations"]
 
