@@ -118,6 +118,16 @@ def test_default_operator_environment_is_read_by_the_operator_settings(
     assert settings.vllm_image == "vllm/vllm-openai:v0.32.0"
     assert settings.otel_env == {}
     assert settings.resync_seconds == 60
+    assert settings.release_retry_seconds == 10
+
+
+def test_release_retry_seconds_reach_the_operator_and_a_non_positive_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = operator_container(render_values(tmp_path, {"operator": {"releaseRetrySeconds": 2.5}}))
+    assert operator_settings(container, monkeypatch).release_retry_seconds == 2.5
+    with pytest.raises(HelmError, match="releaseRetrySeconds"):
+        render_values(tmp_path, {"operator": {"releaseRetrySeconds": 0}})
 
 
 def test_every_component_image_reaches_the_operator_and_its_children(monkeypatch: pytest.MonkeyPatch) -> None:
