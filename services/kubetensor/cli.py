@@ -1,8 +1,9 @@
 """The ``kubetensor`` command: devnet, sandbox, models, yuma replay, consensus, chain, wallet, stake.
 
 Each sub-command is a thin shell over a library module (``kubetensor.sandbox``, ``kubetensor.models``,
-``kubetensor.consensus.replay``); errors from those are printed as one clear line and a non-zero exit
-code, never as a traceback.
+``kubetensor.consensus.replay``, ``kubetensor.consensus.client``); errors from those are printed as one
+clear line and a non-zero exit code, never as a traceback. ``consensus register``/``deregister`` sign
+with a hotkey from the wallet (``kubetensor.chain.wallet``) and never print its seed.
 """
 
 from __future__ import annotations
@@ -389,10 +390,12 @@ def _consensus_call(address: str, call: Callable[[], Any]) -> Any:
     try:
         return call()
     except grpc.aio.AioRpcError as exc:
-        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
             raise _fail(
-                f"consensus service at {address} is unreachable ({exc.code().name}: {exc.details()})"
+                f"consensus service at {address} is unreachable (UNAVAILABLE: {exc.details()})"
             ) from None
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise _fail(f"consensus service at {address} did not answer in time ({exc.details()})") from None
         raise _fail(f"{exc.code().name}: {exc.details()}") from None
 
 
