@@ -1,8 +1,9 @@
 """The ``kubetensor`` command: devnet, sandbox, models, yuma replay, consensus, chain, wallet, stake.
 
 Each sub-command is a thin shell over a library module (``kubetensor.sandbox``, ``kubetensor.models``,
-``kubetensor.consensus.replay``); errors from those are printed as one clear line and a non-zero exit
-code, never as a traceback.
+``kubetensor.consensus.replay``, ``kubetensor.consensus.client``); errors from those are printed as one
+clear line and a non-zero exit code, never as a traceback. ``consensus register``/``deregister`` sign
+with a hotkey from the wallet (``kubetensor.chain.wallet``) and never print its seed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +23,9 @@ from kubetensor import __version__
 from kubetensor.chain.commands import chain_app, stake_app, wallet_app
 from kubetensor.core.paths import cache_root
 from kubetensor.devnet.commands import devnet_app
+
+if TYPE_CHECKING:
+    from kubetensor.core.keys import Keypair
 
 app = typer.Typer(
     help="kubetensor: a Bittensor-style network of machine intelligence on Kubernetes.",
@@ -34,7 +38,9 @@ sandbox_app = typer.Typer(
 models_app = typer.Typer(help="The small models the project builds itself.", no_args_is_help=True)
 yuma_app = typer.Typer(help="Yuma Consensus tools.", no_args_is_help=True)
 consensus_app = typer.Typer(
-    help="The consensus service: serve it, read its metagraph and settlements.", no_args_is_help=True
+    help="The consensus service: serve it, read its metagraph and settlements, register and deregister "
+    "a wallet hotkey.",
+    no_args_is_help=True,
 )
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(consensus_app, name="consensus")
@@ -347,6 +353,134 @@ def consensus_settlements(
         previous = s.hash
     if verify:
         typer.echo(f"verified {len(records)} settlements: hashes match and links are unbroken")
+
+
+WalletDirOption = Annotated[
+    Path | None,
+    typer.Option("--wallet-dir", help="Wallet directory (default: $KT_WALLET_DIR or ~/.kubetensor/wallet)."),
+]
+SigningHotkeyOption = Annotated[
+    str, typer.Option("--hotkey", help="Name of the hotkey in the wallet (it signs the request).")
+]
+
+
+def _wallet_key(wallet_dir: Path | None, name: str) -> Keypair:
+    """The wallet's key ``name``; a missing, malformed or world-readable key file is one line, exit 1."""
+    from kubetensor.chain import wallet
+    from kubetensor.chain.errors import ChainError
+
+    directory = wallet_dir.expanduser() if wallet_dir is not None else wallet.default_dir()
+    try:
+        return wallet.load_key(directory, name)
+    except ChainError as error:
+        raise _fail(str(error)) from None
+
+
+def _public_key(wallet_dir: Path | None, value: str) -> str:
+    """``value`` as a hex public key: itself when it is 64 hex digits, else the wallet key of that name."""
+    if len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value):
+        return value.lower()
+    return _wallet_key(wallet_dir, value).hotkey
+
+
+def _consensus_call(address: str, call: Callable[[], Any]) -> Any:
+    """Run ``call`` (which does ``asyncio.run``); an unreachable service or a refusal is one line, exit 1."""
+    import grpc
+
+    try:
+        return call()
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            raise _fail(
+                f"consensus service at {address} is unreachable (UNAVAILABLE: {exc.details()})"
+            ) from None
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise _fail(f"consensus service at {address} did not answer in time ({exc.details()})") from None
+        raise _fail(f"{exc.code().name}: {exc.details()}") from None
+
+
+@consensus_app.command(
+    "register",
+    short_help="Register a wallet hotkey on the subnet; print its uid and block.",
+    help="Register the wallet hotkey on the subnet; print its uid and block. Signed by the hotkey with a "
+    "wall-clock nonce (nanoseconds), as the operator does. A hotkey registered already is refused "
+    "(ALREADY_EXISTS, naming its uid): exit 1.",
+)
+def consensus_register(
+    hotkey: SigningHotkeyOption,
+    coldkey: Annotated[
+        str,
+        typer.Option(
+            "--coldkey",
+            help="The owning coldkey: hex public key, or a key name in the wallet (not used to sign).",
+        ),
+    ],
+    address: AddressOption = "127.0.0.1:50061",
+    netuid: NetuidOption = 1,
+    wallet_dir: WalletDirOption = None,
+) -> None:
+    """Register the wallet hotkey (help text above)."""
+    import asyncio
+
+    from kubetensor.consensus.client import ConsensusClient
+
+    keypair = _wallet_key(wallet_dir, hotkey)
+    owner = _public_key(wallet_dir, coldkey)
+
+    async def call() -> Any:
+        async with ConsensusClient.connect(address, netuid=netuid) as client:
+            return await client.register(keypair, coldkey=owner, nonce=time.time_ns())
+
+    response = _consensus_call(address, lambda: asyncio.run(call()))
+    typer.echo(
+        f"hotkey {keypair.hotkey} registered on subnet {netuid} as uid {response.uid} "
+        f"at block {response.registered_at_block}"
+    )
+
+
+@consensus_app.command(
+    "deregister",
+    short_help="Free the uid a wallet hotkey holds on the subnet; print the freed uid.",
+    help="Free the uid the wallet hotkey holds on the subnet; print the freed uid and block. A hotkey that "
+    "holds no uid (never registered, or deregistered already) counts as done, as the operator treats it: "
+    "the command says so, naming the hotkey, and exits 0. A subnet the service does not run, or any other "
+    "refusal, exits 1.",
+)
+def consensus_deregister(
+    hotkey: SigningHotkeyOption,
+    address: AddressOption = "127.0.0.1:50061",
+    netuid: NetuidOption = 1,
+    wallet_dir: WalletDirOption = None,
+) -> None:
+    """Deregister the wallet hotkey (help text above)."""
+    import asyncio
+
+    import grpc
+
+    from kubetensor.consensus.client import ConsensusClient
+
+    keypair = _wallet_key(wallet_dir, hotkey)
+
+    async def call() -> Any:
+        async with ConsensusClient.connect(address, netuid=netuid) as client:
+            try:
+                return await client.deregister(keypair, nonce=time.time_ns())
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                # NOT_FOUND is either "no such subnet" or "not registered": reading the subnet's
+                # metagraph tells them apart (it too is NOT_FOUND for a subnet the service does not run).
+                await client.metagraph()
+                return None
+
+    response = _consensus_call(address, lambda: asyncio.run(call()))
+    if response is None:
+        typer.echo(f"hotkey {keypair.hotkey} is not registered on subnet {netuid}: nothing to deregister")
+        return
+    typer.echo(
+        f"hotkey {keypair.hotkey} deregistered from subnet {netuid}: uid {response.uid} freed "
+        f"at block {response.deregistered_at_block}"
+    )
 
 
 def _rpc(call: Callable[[], Any]) -> Any:
