@@ -13,7 +13,6 @@ from kubetensor.core import subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import task_pb2
-from kubetensor.validator import taskclient
 from kubetensor.validator.rounds import Outcome, OutgoingTask
 from kubetensor.validator.taskclient import MinerTaskClient, seal_round, seal_round_wire
 
@@ -188,9 +187,3 @@ def test_a_round_whose_tasks_differ_in_a_shared_field_is_refused() -> None:
     ]
     with pytest.raises(ValueError, match="prompt: every task of a round must share it, task t2 differs"):
         seal_round_wire(tasks, keypair=VALIDATOR)
-
-
-@pytest.mark.parametrize("proof", [[], [b"h" * 32], [b"h" * 32, b"i" * 32], [b"x" * 5, b"y" * 200]])
-def test_proof_fields_are_what_protobuf_writes(proof: list[bytes]) -> None:
-    # Hashes of another size than SHA-256's take the general path.
-    assert taskclient._proof_fields(proof) == task_pb2.Task(proof=proof).SerializeToString()

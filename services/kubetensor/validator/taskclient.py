@@ -112,42 +112,10 @@ def seal_round_wire(
     the encoding of the shared part followed by that of its own part."""
     envelope, signature, leaves, proofs = _sealed_parts(tasks, keypair=keypair, round_id=round_id)
     shared = task_pb2.Task(envelope=envelope, signature=signature).SerializeToString()
-    # Each task's own part is written field by field (what a Task(leaf=..., proof=...) message would
-    # serialize to, without building one per task): field 3, then each field-4 hash, every one as its
-    # tag, its length and its bytes (an empty leaf, proto3's default, is left out as protobuf does).
     return [
-        shared + (_bytes_field(_LEAF_TAG, leaf) if leaf else b"") + _proof_fields(proof)
+        shared + task_pb2.Task(leaf=leaf, proof=proof).SerializeToString()
         for leaf, proof in zip(leaves, proofs, strict=True)
     ]
-
-
-def _proof_fields(proof: Sequence[bytes]) -> bytes:
-    """``proof`` as repeated field 4: every hash's tag and length are the same two bytes (SHA-256)."""
-    if all(len(node) == _HASH_SIZE for node in proof):
-        return _HASH_FIELD.join([b"", *proof]) if proof else b""
-    return b"".join(_bytes_field(_PROOF_TAG, node) for node in proof)
-
-
-_LEAF_TAG = b"\x1a"
-"""``Task.leaf``: field 3, length-delimited."""
-_PROOF_TAG = b"\x22"
-"""``Task.proof``: field 4, length-delimited."""
-_HASH_SIZE = 32
-_HASH_FIELD = _PROOF_TAG + bytes((_HASH_SIZE,))
-"""A ``Task.proof`` hash's tag and length."""
-
-
-def _bytes_field(tag: bytes, data: bytes) -> bytes:
-    """One length-delimited field's encoding: its tag, the length as a varint, the bytes."""
-    size = len(data)
-    if size < 0x80:
-        return tag + bytes((size,)) + data
-    varint = bytearray()
-    while size >= 0x80:
-        varint.append((size & 0x7F) | 0x80)
-        size >>= 7
-    varint.append(size)
-    return tag + bytes(varint) + data
 
 
 def task_to_proto(task: OutgoingTask, *, keypair: keys.Keypair) -> task_pb2.Task:
