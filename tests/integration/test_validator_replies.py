@@ -148,6 +148,20 @@ async def connections(nats_server: NatsServer) -> AsyncIterator[tuple[nats.aio.c
         await validator_nc.close()
 
 
+@pytest.fixture
+def groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every group check (``keys.verify_many`` call) the test makes, in order."""
+    sizes: list[int] = []
+    verify_many = keys.verify_many
+
+    def spy(checks: Sequence[tuple[bytes, str, bytes, bytes]]) -> list[bool]:
+        sizes.append(len(checks))
+        return verify_many(checks)
+
+    monkeypatch.setattr(keys, "verify_many", spy)
+    return sizes
+
+
 def a_round(sender: MinerTaskClient, *, nonce: int) -> list[SealedTask]:
     deadline = time.time_ns() // 1_000_000 + 5_000
     return sender.seal(
@@ -168,17 +182,9 @@ def a_round(sender: MinerTaskClient, *, nonce: int) -> list[SealedTask]:
 
 
 async def test_send_round_settles_exactly_the_bad_replies_when_verified_as_a_group(
-    connections: tuple[nats.aio.client.Client, Miners], monkeypatch: pytest.MonkeyPatch
+    connections: tuple[nats.aio.client.Client, Miners], groups: list[int]
 ) -> None:
     validator_nc, _ = connections
-    groups: list[int] = []
-    verify_many = keys.verify_many
-
-    def spy(checks: Sequence[tuple[bytes, str, bytes, bytes]]) -> list[bool]:
-        groups.append(len(checks))
-        return verify_many(checks)
-
-    monkeypatch.setattr(keys, "verify_many", spy)
     sender = MinerTaskClient(validator_nc, keypair=VALIDATOR)
     replies = await sender.send_round(
         a_round(sender, nonce=1),
@@ -239,19 +245,11 @@ async def test_send_round_fails_only_the_reply_whose_check_raises(
 
 
 async def test_send_round_ignores_replies_after_its_deadline(
-    connections: tuple[nats.aio.client.Client, Miners], monkeypatch: pytest.MonkeyPatch
+    connections: tuple[nats.aio.client.Client, Miners], groups: list[int]
 ) -> None:
     """With a deadline too short for any answer, every task times out, the late replies are dropped on
     arrival (never queued for a check), and the next round is not disturbed by them."""
     validator_nc, _ = connections
-    groups: list[int] = []
-    verify_many = keys.verify_many
-
-    def spy(checks: Sequence[tuple[bytes, str, bytes, bytes]]) -> list[bool]:
-        groups.append(len(checks))
-        return verify_many(checks)
-
-    monkeypatch.setattr(keys, "verify_many", spy)
     sender = MinerTaskClient(validator_nc, keypair=VALIDATOR)
     late = await sender.send_round(
         a_round(sender, nonce=200),

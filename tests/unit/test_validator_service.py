@@ -128,8 +128,10 @@ def validator(
     *,
     clock: list[float] | None = None,
     send_wave: int = 16,
+    state_file: StateFile | None = None,
 ) -> ValidatorService:
-    state_file = StateFile(tmp_path / "state.json", netuid=1, hotkey=ME)
+    if state_file is None:
+        state_file = StateFile(tmp_path / "state.json", netuid=1, hotkey=ME)
     now = clock if clock is not None else [0.0]
     return ValidatorService(
         hotkey=ME,
@@ -496,18 +498,10 @@ async def test_state_writer_fails_the_failed_save_and_every_later_one(tmp_path: 
 
 async def test_a_failed_state_save_stops_the_rounds_and_nothing_is_reported(tmp_path: Path) -> None:
     sender = Sender({MINERS[0]: "right"})
-    (tmp_path / "folder").write_text("")
     state_file = StateFile(tmp_path / "folder" / "state.json", netuid=1, hotkey=ME)
-    service = ValidatorService(
-        hotkey=ME,
-        netuid=1,
-        task_kind=default_registry().get("addition"),
-        sender=sender,
-        consensus=Consensus(metagraph()),
-        state_file=state_file,
-        state=ValidatorState(averages=MovingAverages.empty(0.5)),
-        rng=random.Random(1),
-    )
+    service = validator(tmp_path, Consensus(metagraph()), sender, state_file=state_file)
+    # Where the state's folder should be, a file: every save fails.
+    (tmp_path / "folder").write_text("")
     failed = False
     for _ in range(100):
         try:
@@ -529,16 +523,7 @@ async def test_a_failed_state_save_stops_the_rounds_and_nothing_is_reported(tmp_
 async def test_rounds_go_on_while_the_last_state_is_saved_but_wait_for_older_ones(tmp_path: Path) -> None:
     sender = Sender({MINERS[0]: "right"})
     file = GatedStateFile(tmp_path / "state.json")
-    service = ValidatorService(
-        hotkey=ME,
-        netuid=1,
-        task_kind=default_registry().get("addition"),
-        sender=sender,
-        consensus=Consensus(metagraph()),
-        state_file=file,
-        state=ValidatorState(averages=MovingAverages.empty(0.5)),
-        rng=random.Random(1),
-    )
+    service = validator(tmp_path, Consensus(metagraph()), sender, state_file=file)
     await service.run_round()
     # Round 1's state is stuck on its way to disk: round 2 still runs, round 3 waits for round 1's.
     second = await asyncio.wait_for(service.run_round(), timeout=10)
