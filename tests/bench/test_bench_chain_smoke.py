@@ -5,13 +5,11 @@ No timing is asserted; the benchmark's numbers are read from its JSON output.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
-from types import ModuleType
 
-BENCH = pathlib.Path(__file__).resolve().parent / "bench_chain.py"
+from tests.bench.scripts import load_bench
+
 CASES = [
     "ledger_transactions_sequential",
     "ledger_transactions_concurrent",
@@ -22,18 +20,8 @@ CASES = [
 ]
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_chain", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_chain", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_writes_json_with_ledger_and_raw_sqlite_cases(tmp_path: pathlib.Path) -> None:
-    bench = _load_bench()
+    bench = load_bench("chain")
     out = tmp_path / "results.json"
     args = [
         "--out",

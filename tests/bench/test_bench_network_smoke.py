@@ -5,29 +5,16 @@ No timing is asserted; the benchmark's numbers are read from its JSON output.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
-from types import ModuleType
 
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parent / "bench_network.py"
-
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_network", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_network", module)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench.scripts import load_bench
 
 
 def test_bench_writes_json_with_every_method_per_size(tmp_path: pathlib.Path) -> None:
-    bench = _load_bench()
+    bench = load_bench("network")
     out = tmp_path / "results.json"
     assert bench.main(["--out", str(out), "--sizes", "2,3", "--rounds", "3", "--warmup", "1"]) == 0
     results = json.loads(out.read_text(encoding="utf-8"))
@@ -60,7 +47,7 @@ def test_bench_writes_json_with_every_method_per_size(tmp_path: pathlib.Path) ->
 
 
 def test_bench_spreads_the_responders_over_processes_and_every_one_answers(tmp_path: pathlib.Path) -> None:
-    bench = _load_bench()
+    bench = load_bench("network")
     out = tmp_path / "results.json"
     argv = ["--out", str(out), "--sizes", "5", "--rounds", "2", "--warmup", "1", "--responder-processes", "2"]
     assert bench.main(argv) == 0
@@ -73,7 +60,7 @@ def test_bench_spreads_the_responders_over_processes_and_every_one_answers(tmp_p
 
 
 def test_bench_merges_a_dendrite_run(tmp_path: pathlib.Path) -> None:
-    bench = _load_bench()
+    bench = load_bench("network")
     dendrite = tmp_path / "dendrite.json"
     dendrite.write_text(
         json.dumps(
@@ -100,7 +87,7 @@ def test_bench_merges_a_dendrite_run(tmp_path: pathlib.Path) -> None:
 
 
 def test_the_peer_baseline_environment_is_bittensor_10_5_0_fully_pinned() -> None:
-    root = BENCH.parents[2]
+    root = pathlib.Path(__file__).resolve().parents[2]
     lock = (root / "requirements" / "bittensor-baseline.txt").read_text(encoding="utf-8").split()
     assert "bittensor==10.5.0" in lock
     unpinned = [line for line in lock if "==" not in line]

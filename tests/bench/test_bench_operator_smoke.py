@@ -5,32 +5,19 @@ No timing is asserted; the benchmark's numbers are read from its JSON output.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
-from types import ModuleType
 
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parent / "bench_operator.py"
+from tests.bench.scripts import load_bench
 
 # Starts its own control plane, a consensus process and the operator.
 pytestmark = pytest.mark.slow
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_operator", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_operator", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_writes_json_with_plain_operator_and_memory_figures(tmp_path: pathlib.Path) -> None:
-    bench = _load_bench()
+    bench = load_bench("operator")
     out = tmp_path / "results.json"
     assert (
         bench.main(["--out", str(out), "--miners", "2", "--memory-miners", "3", "--resync-seconds", "2"]) == 0

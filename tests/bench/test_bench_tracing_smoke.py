@@ -5,27 +5,14 @@ No timing is asserted; the benchmark's numbers are read from its JSON output.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
-from types import ModuleType
 
-BENCH = pathlib.Path(__file__).resolve().parent / "bench_tracing.py"
-
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_tracing", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_tracing", module)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench.scripts import load_bench
 
 
 def test_bench_writes_json_with_every_mode_and_the_ratios_to_off(tmp_path: pathlib.Path) -> None:
-    bench = _load_bench()
+    bench = load_bench("tracing")
     out = tmp_path / "results.json"
     assert bench.main(["--out", str(out), "--requests", "5", "--warmup", "1"]) == 0
     results = json.loads(out.read_text(encoding="utf-8"))

@@ -5,28 +5,15 @@ No timing is asserted; the benchmark's numbers are read from its JSON output.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pathlib
-import sys
-from types import ModuleType
 
-BENCH = pathlib.Path(__file__).resolve().parent / "bench_yuma.py"
-
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_yuma", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_yuma", module)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench.scripts import load_bench
 
 
 def test_bench_writes_json_with_both_implementations_per_case(tmp_path: pathlib.Path) -> None:
-    bench = _load_bench()
+    bench = load_bench("yuma")
     out = tmp_path / "results.json"
     assert bench.main(["--out", str(out), "--sizes", "4:12,8:24", "--repeats", "2"]) == 0
     results = json.loads(out.read_text(encoding="utf-8"))
