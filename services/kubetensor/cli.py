@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kubetensor import __version__
-from kubetensor.chain.commands import chain_app, stake_app, wallet_app
+from kubetensor.chain.commands import chain_app, public_key, stake_app, wallet_app, wallet_key
 from kubetensor.core.paths import cache_root
 from kubetensor.devnet.commands import devnet_app
 
 if TYPE_CHECKING:
-    from kubetensor.core.keys import Keypair
+    pass
 
 app = typer.Typer(
     help="kubetensor: a Bittensor-style network of machine intelligence on Kubernetes.",
@@ -364,25 +364,6 @@ SigningHotkeyOption = Annotated[
 ]
 
 
-def _wallet_key(wallet_dir: Path | None, name: str) -> Keypair:
-    """The wallet's key ``name``; a missing, malformed or world-readable key file is one line, exit 1."""
-    from kubetensor.chain import wallet
-    from kubetensor.chain.errors import ChainError
-
-    directory = wallet_dir.expanduser() if wallet_dir is not None else wallet.default_dir()
-    try:
-        return wallet.load_key(directory, name)
-    except ChainError as error:
-        raise _fail(str(error)) from None
-
-
-def _public_key(wallet_dir: Path | None, value: str) -> str:
-    """``value`` as a hex public key: itself when it is 64 hex digits, else the wallet key of that name."""
-    if len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value):
-        return value.lower()
-    return _wallet_key(wallet_dir, value).hotkey
-
-
 def _consensus_call(address: str, call: Callable[[], Any]) -> Any:
     """Run ``call`` (which does ``asyncio.run``); an unreachable service or a refusal is one line, exit 1."""
     import grpc
@@ -424,8 +405,8 @@ def consensus_register(
 
     from kubetensor.consensus.client import ConsensusClient
 
-    keypair = _wallet_key(wallet_dir, hotkey)
-    owner = _public_key(wallet_dir, coldkey)
+    keypair = wallet_key(wallet_dir, hotkey)
+    owner = public_key(wallet_dir, coldkey)
 
     async def call() -> Any:
         async with ConsensusClient.connect(address, netuid=netuid) as client:
@@ -459,7 +440,7 @@ def consensus_deregister(
 
     from kubetensor.consensus.client import ConsensusClient
 
-    keypair = _wallet_key(wallet_dir, hotkey)
+    keypair = wallet_key(wallet_dir, hotkey)
 
     async def call() -> Any:
         async with ConsensusClient.connect(address, netuid=netuid) as client:

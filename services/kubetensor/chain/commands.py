@@ -92,7 +92,9 @@ def _wallet(directory: Path | None) -> Path:
     return directory.expanduser() if directory is not None else wallet.default_dir()
 
 
-def _coldkey(directory: Path | None, name: str) -> Keypair:
+def wallet_key(directory: Path | None, name: str) -> Keypair:
+    """The wallet's key ``name`` (the default wallet folder without ``directory``); a missing, malformed or
+    world-readable key file is one line, exit 1."""
     from kubetensor.chain import wallet
     from kubetensor.chain.errors import ChainError
 
@@ -102,10 +104,11 @@ def _coldkey(directory: Path | None, name: str) -> Keypair:
         raise _fail(str(error)) from None
 
 
-def _hotkey(directory: Path | None, value: str) -> str:
+def public_key(directory: Path | None, value: str) -> str:
+    """``value`` as a hex public key: itself when it is 64 hex digits, else the wallet key of that name."""
     if _HEX64.fullmatch(value):
         return value.lower()
-    return _coldkey(directory, value).hotkey
+    return wallet_key(directory, value).hotkey
 
 
 # -- chain ------------------------------------------------------------------------------------------------
@@ -192,7 +195,7 @@ def wallet_register_hotkey(
     wallet_dir: WalletDirOption = None,
 ) -> None:
     """Register a hotkey to a coldkey on the chain (both keys sign)."""
-    cold, hot = _coldkey(wallet_dir, coldkey), _coldkey(wallet_dir, hotkey)
+    cold, hot = wallet_key(wallet_dir, coldkey), wallet_key(wallet_dir, hotkey)
 
     async def call() -> int:
         async with _client(address) as client:
@@ -214,7 +217,7 @@ def stake_add(
     wallet_dir: WalletDirOption = None,
 ) -> None:
     """Stake rao from the coldkey's free balance to a hotkey."""
-    cold, target = _coldkey(wallet_dir, coldkey), _hotkey(wallet_dir, hotkey)
+    cold, target = wallet_key(wallet_dir, coldkey), public_key(wallet_dir, hotkey)
 
     async def call() -> int:
         async with _client(address) as client:
@@ -232,7 +235,7 @@ def stake_remove(
     wallet_dir: WalletDirOption = None,
 ) -> None:
     """Unstake rao from a hotkey back to the coldkey's free balance."""
-    cold, target = _coldkey(wallet_dir, coldkey), _hotkey(wallet_dir, hotkey)
+    cold, target = wallet_key(wallet_dir, coldkey), public_key(wallet_dir, hotkey)
 
     async def call() -> int:
         async with _client(address) as client:
@@ -250,7 +253,7 @@ def stake_take(
     wallet_dir: WalletDirOption = None,
 ) -> None:
     """Set the delegate take of a hotkey the coldkey owns."""
-    cold, target = _coldkey(wallet_dir, coldkey), _hotkey(wallet_dir, hotkey)
+    cold, target = wallet_key(wallet_dir, coldkey), public_key(wallet_dir, hotkey)
 
     async def call() -> int:
         async with _client(address) as client:
@@ -268,7 +271,7 @@ def stake_show(
     wallet_dir: WalletDirOption = None,
 ) -> None:
     """A coldkey's free balance, nonce and stake positions."""
-    account = _hotkey(wallet_dir, coldkey)
+    account = public_key(wallet_dir, coldkey)
 
     async def call() -> list[str]:
         async with _client(address) as client:
