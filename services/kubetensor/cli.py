@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -23,9 +23,6 @@ from kubetensor import __version__
 from kubetensor.chain.commands import chain_app, public_key, stake_app, wallet_app, wallet_key
 from kubetensor.core.paths import cache_root
 from kubetensor.devnet.commands import devnet_app
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(
     help="kubetensor: a Bittensor-style network of machine intelligence on Kubernetes.",
