@@ -399,14 +399,7 @@ class MinerTaskClient:
             pending.settle(index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
             return
         try:
-            # (``_prechecked``, inlined: this runs once per reply.)
-            checked = precheck_reply(
-                msg.data,
-                task=pending.tasks[index].task,
-                validator_hotkey=self._hotkey,
-                latency_s=latency,
-                trace=TraceContext.from_headers(headers),
-            )
+            checked = self._prechecked(msg, task=pending.tasks[index].task, latency_s=latency)
         except Exception as error:
             pending.settle(index, self._check_failed(pending, index, latency, error))
             return
