@@ -76,11 +76,9 @@ def verify(root_hash: bytes, item: bytes, proof: Sequence[bytes]) -> bool:
     """Whether ``proof`` leads from ``item``'s leaf hash to ``root_hash``."""
     if len(proof) > MAX_PROOF:
         return False
-    # ``leaf_hash`` and ``node_hash`` written out: a miner checks a proof for every task.
-    sha256 = hashlib.sha256
-    node = sha256(_LEAF + item).digest()
+    node = leaf_hash(item)
     for sibling in proof:
         if len(sibling) != 32:
             return False
-        node = sha256(_NODE + node + sibling if node < sibling else _NODE + sibling + node).digest()
+        node = node_hash(node, sibling)
     return node == root_hash
