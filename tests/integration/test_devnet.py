@@ -82,7 +82,14 @@ class Devnet:
         return pid
 
     def wait(self, seconds: float = 120.0) -> int:
-        return self.process.wait(timeout=seconds)
+        try:
+            return self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            # tests/devnet_fake.py prints its asyncio tasks' stacks on SIGUSR1, its threads' on SIGUSR2.
+            for sig in (signal.SIGUSR1, signal.SIGUSR2):
+                os.kill(self.process.pid, sig)
+                time.sleep(1.0)
+            pytest.fail(f"the devnet did not exit within {seconds:.0f}s; its output:\n{self.output()}")
 
 
 @pytest.fixture

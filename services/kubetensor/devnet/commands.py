@@ -25,6 +25,7 @@ from rich.live import Live
 from kubetensor.consensus.client import ConsensusClient
 from kubetensor.core import bus
 from kubetensor.core.paths import cache_root
+from kubetensor.core.stopping import run_until_stopped
 from kubetensor.devnet import ledger, summary
 from kubetensor.devnet.errors import DevnetError
 from kubetensor.devnet.monitor import EpochRecord, EpochWatcher, ScoreBoard, render
@@ -96,16 +97,16 @@ async def run_async(
     def say(message: str) -> None:
         console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
 
-    main = asyncio.current_task()
-    assert main is not None
-    received: list[str] = []
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[str] = loop.create_future()
 
     def on_signal(sig: signal.Signals) -> None:
-        if not received:
-            received.append(sig.name)
-            main.cancel()
+        if not stop.done():
+            say(f"{sig.name} received: stopping")
+            stop.set_result(sig.name)
+        else:
+            say(f"{sig.name} received: already stopping")
 
-    loop = asyncio.get_running_loop()
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for sig in handled:
         loop.add_signal_handler(sig, on_signal, sig)
@@ -115,20 +116,19 @@ async def run_async(
     records: list[EpochRecord] = []
     failure: BaseException | None = None
     verified = False
+
+    async def start_and_watch() -> None:
+        model_dirs = None
+        if any(m.name not in (engines or {}) for m in plan.miners):
+            say("finding the models (built once per machine, cached)")
+            model_dirs = await asyncio.to_thread(_model_dirs)
+        await network.start(model_dirs=model_dirs)
+        say("network up: " + ", ".join(f"{n}=uid {u}" for n, u in network.uids.items()))
+        await _watch(network, plan=plan, epochs=epochs, records=records, console=console)
+
     try:
         try:
-            model_dirs = None
-            if any(m.name not in (engines or {}) for m in plan.miners):
-                say("finding the models (built once per machine, cached)")
-                model_dirs = await asyncio.to_thread(_model_dirs)
-            await network.start(model_dirs=model_dirs)
-            say("network up: " + ", ".join(f"{n}=uid {u}" for n, u in network.uids.items()))
-            await _watch(network, plan=plan, epochs=epochs, records=records, console=console)
-        except asyncio.CancelledError:
-            if not received:
-                raise
-            main.uncancel()
-            say(f"{received[0]} received: stopping")
+            await run_until_stopped(start_and_watch(), stop)
         except (DevnetError, ProcessStartError) as error:
             failure = error
             console.print(f"[red]error:[/red] {error}")

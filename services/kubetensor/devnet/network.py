@@ -13,16 +13,16 @@ for its start thread to return before it gives up, so nothing is left behind).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubetensor.consensus.client import ConsensusClient
+from kubetensor.core.stopping import wait_for_threads
 from kubetensor.devnet import components, ledger
 from kubetensor.devnet.components import Component
 from kubetensor.devnet.errors import ComponentExitedError
@@ -61,24 +61,6 @@ class _Server:
 
     def stop(self) -> None:
         self.holder.stop()
-
-
-async def _start_in_threads(starts: Sequence[Callable[[], object]], *, kill: Callable[[], None]) -> None:
-    """Run blocking ``starts`` in threads; on any failure or cancellation, ``kill`` until all returned."""
-    loop = asyncio.get_running_loop()
-    futures = [loop.run_in_executor(None, start) for start in starts]
-    try:
-        await asyncio.gather(*futures)
-    except BaseException:
-        # A thread may still be waiting for its process to get ready; killing the processes makes it
-        # return. Keep killing until every thread is done, so no process starts after we stopped.
-        while not all(future.done() for future in futures):
-            kill()
-            await asyncio.sleep(0.1)
-        for future in futures:
-            if not future.cancelled():
-                future.exception()  # retrieved: the first error is the one gather raises
-        raise
 
 
 class Network:
@@ -147,7 +129,7 @@ class Network:
         self._say(f"starting nats-server (logs in {workdir / 'logs'})")
         self.nats = NatsServer(workdir / "nats")
         self._servers.append(_Server("nats-server", self.nats))
-        await _start_in_threads([self.nats.start], kill=self.nats.stop)
+        await wait_for_threads([self.nats.start], kill=self.nats.stop)
 
         wanted = [m for m in plan.miners if m.name not in self._engines]
         if wanted:
@@ -162,7 +144,7 @@ class Network:
                 self.vllm[miner.name] = server
                 self._servers.append(_Server(f"vllm ({miner.name})", server))
             self._say(f"starting {len(wanted)} vLLM servers (CPU build; this takes a minute or two)")
-            await _start_in_threads(
+            await wait_for_threads(
                 [server.start for server in self.vllm.values()], kill=lambda: self._stop_servers("vllm")
             )
 
@@ -225,7 +207,7 @@ class Network:
             for component in started:
                 component.stop(grace=1)
 
-        await _start_in_threads([component.start for component in started], kill=kill)
+        await wait_for_threads([component.start for component in started], kill=kill)
 
     async def _register(self) -> None:
         plan = self.plan
