@@ -60,13 +60,17 @@ def render(
     release: str = "kubetensor",
     namespace: str = "kubetensor-system",
     include_crds: bool = False,
+    api_versions: Sequence[str] = (),
 ) -> list[Manifest]:
-    """``helm template`` of the chart with ``value_files`` (in order), parsed."""
+    """``helm template`` of the chart with ``value_files`` (in order), parsed. ``api_versions`` are what
+    the pretend cluster serves besides Kubernetes' own (``monitoring.coreos.com/v1/ServiceMonitor``)."""
     args = ["template", release, str(CHART), "--namespace", namespace]
     for path in value_files:
         args += ["--values", str(path)]
     if include_crds:
         args.append("--include-crds")
+    for api in api_versions:
+        args += ["--api-versions", api]
     return [doc for doc in yaml.safe_load_all(helm(*args)) if doc]
 
 

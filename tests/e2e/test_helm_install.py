@@ -132,7 +132,9 @@ def test_helm_install_upgrade_uninstall_on_a_real_control_plane(
     out = run("install", name, str(CHART), "--create-namespace", *WAIT)
     assert "kubectl apply -n demo -f manifests/examples/" in out  # NOTES.txt: what to run next
     assert f"nats://{name}-kubetensor-nats.{namespace}.svc:4222" in out
-    assert f"port-forward deployment/{operator} 9090" in out  # NOTES.txt: the operator's /metrics
+    # NOTES.txt: the operator's /metrics behind its Service.
+    assert f"http://{operator}-metrics.{namespace}.svc:9090/metrics" in out
+    assert f"port-forward service/{operator}-metrics 9090" in out
 
     for crd in CRD_NAMES:
         assert established(kube_cluster, crd), crd
@@ -161,6 +163,29 @@ def test_helm_install_upgrade_uninstall_on_a_real_control_plane(
         what="the operator pod scheduled on a fake CPU node and Running",
     )
     first_pod = pod["metadata"]["name"]
+
+    # The metrics Service reaches the operator pod on its container port "metrics": the API server's
+    # EndpointSlice controller resolves the named targetPort against the pod it selects.
+    service = get_json(kube_cluster, "service", f"{operator}-metrics", "-n", namespace)
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("metrics", 9090)]
+
+    def metrics_endpoints() -> list[tuple[str, int]]:
+        slices = get_json(
+            kube_cluster,
+            "endpointslices",
+            "-n",
+            namespace,
+            "-l",
+            f"kubernetes.io/service-name={operator}-metrics",
+        )["items"]
+        return [
+            (endpoint["targetRef"]["name"], port["port"])
+            for piece in slices
+            for endpoint in piece.get("endpoints") or []
+            for port in piece.get("ports") or []
+        ]
+
+    assert wait_for(metrics_endpoints, what="the metrics Service's endpoint") == [(first_pod, 9090)]
 
     # The bundled NATS: its claim bound to the volume, its pod scheduled.
     claim = get_json(kube_cluster, "pvc", f"data-{name}-kubetensor-nats-0", "-n", namespace)

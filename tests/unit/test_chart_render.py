@@ -58,7 +58,7 @@ def test_lint_strict_passes_with_the_edge_case_values(values: Path) -> None:
 
 def test_default_render_is_the_operator_its_rbac_and_a_bundled_nats() -> None:
     objects = render()
-    operator = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
+    operator = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
     nats = ["ConfigMap", "Service", "Service", "StatefulSet"]
     assert sorted(o["kind"] for o in objects) == sorted(operator + nats)
     for o in objects:
@@ -105,6 +105,114 @@ def test_operator_serves_metrics_on_its_metrics_port_and_none_with_port_zero(
 def test_a_metrics_port_equal_to_the_health_port_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HelmError, match=r"metricsPort must differ from operator\.healthPort"):
         render_values(tmp_path, {"operator": {"metricsPort": 8080}})
+
+
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+
+
+def test_operator_metrics_service_selects_the_operator_pod_on_its_metrics_port() -> None:
+    objects = render()
+    service = one(objects, "Service", "kubetensor-operator-metrics")
+    assert service["apiVersion"] == "v1"
+    assert service["metadata"]["namespace"] == "kubetensor-system"
+    assert service["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    assert service["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert service["spec"]["type"] == "ClusterIP"
+    pod = one(objects, "Deployment")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    # Nothing else the chart runs has the operator pod's labels (the NATS pod is component nats).
+    nats_pod = one(objects, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= nats_pod.items()
+    (port,) = service["spec"]["ports"]
+    (container_port,) = [p for p in operator_container(objects)["ports"] if p["name"] == port["targetPort"]]
+    assert port["port"] == container_port["containerPort"] == 9090
+    assert port == {
+        "name": "metrics",
+        "port": 9090,
+        "targetPort": "metrics",
+        "protocol": "TCP",
+        "appProtocol": "http",
+    }
+    # Another port and release name: the Service follows them.
+    moved = render(CI_VALUES / "everything-values.yaml")
+    (port,) = one(moved, "Service", "kt-operator-metrics")["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (9191, "metrics")
+
+
+@pytest.mark.parametrize(
+    "operator",
+    [{"metricsPort": 0}, {"metricsService": {"enabled": False}}],
+    ids=["metrics-port-zero", "service-off"],
+)
+def test_no_operator_metrics_service_without_a_metrics_port_or_with_the_service_off(
+    tmp_path: Path, operator: dict[str, Any]
+) -> None:
+    objects = render_values(tmp_path, {"operator": operator})
+    assert [s["metadata"]["name"] for s in of_kind(objects, "Service")] == [
+        "kubetensor-nats",
+        "kubetensor-nats-headless",
+    ]
+
+
+def test_no_service_monitor_by_default_even_where_the_cluster_serves_them() -> None:
+    assert not of_kind(render(api_versions=[SERVICE_MONITOR_API]), "ServiceMonitor")
+
+
+def test_service_monitor_scrapes_the_metrics_service_and_no_other_service(tmp_path: Path) -> None:
+    monitor = {"enabled": True, "interval": "15s", "scrapeTimeout": "10s", "labels": {"release": "prom"}}
+    objects = render_values(
+        tmp_path, {"operator": {"serviceMonitor": monitor}}, api_versions=[SERVICE_MONITOR_API]
+    )
+    found = one(objects, "ServiceMonitor", "kubetensor-operator")
+    assert found["apiVersion"] == "monitoring.coreos.com/v1"
+    assert found["metadata"]["namespace"] == "kubetensor-system"
+    assert found["metadata"]["labels"]["release"] == "prom"
+    assert found["metadata"]["labels"]["app.kubernetes.io/instance"] == "kubetensor"
+    assert found["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    assert found["spec"]["namespaceSelector"] == {"matchNames": ["kubetensor-system"]}
+    assert found["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    ]
+    # Of every Service the chart renders (the bundled NATS's two among them), it selects the metrics one.
+    selector = found["spec"]["selector"]["matchLabels"]
+    services = of_kind(objects, "Service")
+    assert len(services) == 3
+    selected = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in selected] == ["kubetensor-operator-metrics"]
+    assert [p["name"] for p in selected[0]["spec"]["ports"]] == ["metrics"]
+    # The defaults: every 30s, Prometheus's own timeout.
+    objects = render_values(
+        tmp_path, {"operator": {"serviceMonitor": {"enabled": True}}}, api_versions=[SERVICE_MONITOR_API]
+    )
+    endpoints = one(objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoints == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+
+
+@pytest.mark.parametrize(
+    ("operator", "api_versions", "message"),
+    [
+        (
+            {},
+            [],
+            r"cluster serves no monitoring\.coreos\.com/v1 ServiceMonitor .*"
+            r"set operator\.serviceMonitor\.enabled=false",
+        ),
+        ({"metricsPort": 0}, [SERVICE_MONITOR_API], r"operator\.metricsPort is 0"),
+        (
+            {"metricsService": {"enabled": False}},
+            [SERVICE_MONITOR_API],
+            r"operator\.metricsService\.enabled is false",
+        ),
+    ],
+    ids=["no-prometheus-operator", "metrics-port-zero", "service-off"],
+)
+def test_a_service_monitor_is_refused_without_its_api_or_its_service(
+    tmp_path: Path, operator: dict[str, Any], api_versions: list[str], message: str
+) -> None:
+    values = {"operator": {**operator, "serviceMonitor": {"enabled": True}}}
+    with pytest.raises(HelmError, match=message) as refused:
+        render_values(tmp_path, values, api_versions=api_versions)
+    assert "operator.serviceMonitor.enabled" in refused.value.stderr
 
 
 def test_default_operator_environment_is_read_by_the_operator_settings(

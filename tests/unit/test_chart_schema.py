@@ -31,6 +31,22 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("namespace-name", {"operator": {"watchNamespaces": ["Team_A"]}}, "/operator/watchNamespaces/0"),
     ("miner-without-model", {"examples": {"miners": [{"name": "m", "gpus": 1}]}}, "model"),
     ("log-level", {"operator": {"logLevel": "verbose"}}, "/operator/logLevel"),
+    (
+        "metrics-service-flag",
+        {"operator": {"metricsService": {"enabled": "yes"}}},
+        "/operator/metricsService/enabled",
+    ),
+    (
+        "scrape-interval-unitless",
+        {"operator": {"serviceMonitor": {"interval": "30"}}},
+        "/operator/serviceMonitor/interval",
+    ),
+    (
+        "scrape-timeout-word",
+        {"operator": {"serviceMonitor": {"scrapeTimeout": "soon"}}},
+        "/operator/serviceMonitor/scrapeTimeout",
+    ),
+    ("service-monitor-typo", {"operator": {"serviceMonitor": {"label": {"a": "b"}}}}, "'label' not allowed"),
 ]
 
 
