@@ -43,6 +43,13 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -143,3 +150,43 @@ def test_a_component_that_dies_stops_everything(tmp_path: Path, devnets: list[De
     output = devnet.output()
     assert "miner-brief exited" in output
     assert not [pid for pid in devnet.seen if alive(pid)], output
+
+
+def test_a_signal_during_the_model_build_stops_the_build(tmp_path: Path) -> None:
+    """With an empty model cache, `kubetensor devnet up` builds the models in a child process that it
+    shows line by line; SIGINT then stops the build too instead of waiting for the training to end."""
+    log = tmp_path / "devnet.out"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kubetensor.cli", "devnet", "up", "--dir", str(tmp_path / "net")],
+            cwd=ROOT,
+            env={**os.environ, "KT_CACHE": str(tmp_path / "cache")},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while "training step" not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            seen |= descendants(process.pid)
+            time.sleep(0.2)
+        seen |= descendants(process.pid)
+        assert any(b"models\0build" in cmdline(pid) for pid in seen), "no child process builds the models"
+        process.send_signal(signal.SIGINT)
+        # The training has most of its 2000 steps to go: a devnet that waited for it would take minutes.
+        code = process.wait(timeout=60)
+        output = log.read_text(errors="replace")
+        assert code == 1, output  # stopped before the chain ever ran: nothing verified
+        assert "SIGINT received" in output
+        assert "models: stopping the build" in output
+        assert not [pid for pid in seen if alive(pid)], output
+        assert not list((tmp_path / "cache" / "models").glob("good-*")), "a half-trained model was kept"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pid in seen:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

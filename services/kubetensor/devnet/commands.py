@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +29,7 @@ from kubetensor.core import bus
 from kubetensor.core.paths import cache_root
 from kubetensor.core.stopping import run_until_stopped
 from kubetensor.devnet import ledger, summary
-from kubetensor.devnet.errors import DevnetError
+from kubetensor.devnet.errors import DevnetError, ModelBuildError
 from kubetensor.devnet.monitor import EpochRecord, EpochWatcher, ScoreBoard, render
 from kubetensor.devnet.network import Network
 from kubetensor.devnet.plan import DevnetPlan, default_plan
@@ -120,8 +122,7 @@ async def run_async(
     async def start_and_watch() -> None:
         model_dirs = None
         if any(m.name not in (engines or {}) for m in plan.miners):
-            say("finding the models (built once per machine, cached)")
-            model_dirs = await asyncio.to_thread(_model_dirs)
+            model_dirs = await _model_dirs(say)
         await network.start(model_dirs=model_dirs)
         say("network up: " + ", ".join(f"{n}=uid {u}" for n, u in network.uids.items()))
         await _watch(network, plan=plan, epochs=epochs, records=records, console=console)
@@ -147,10 +148,54 @@ async def run_async(
     return 1 if failure is not None or not verified else 0
 
 
-def _model_dirs() -> dict[str, Path]:
+async def _model_dirs(say: Callable[[str], None]) -> dict[str, Path]:
+    """Each model quality's directory. Models that are not built yet are built by ``kubetensor models
+    build`` in a child process whose output is shown line by line: a signal then stops the build at
+    once (training in a thread of this process would hold the exit until it finished)."""
     from kubetensor.models import build
 
-    return {quality: model.path for quality, model in build.build().items()}
+    if all(build.is_built(quality) for quality in build.QUALITIES):
+        say("models: found in the cache")
+    else:
+        say("models: building them once for this machine (cached afterwards)")
+        await _build_models(say)
+    return {quality: model.path for quality, model in (await asyncio.to_thread(build.build)).items()}
+
+
+async def _build_models(say: Callable[[str], None]) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-u",
+        "-m",
+        "kubetensor.cli",
+        "models",
+        "build",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        async for line in process.stdout:
+            say("models: " + line.decode(errors="replace").rstrip())
+        code = await process.wait()
+    except BaseException:
+        say("models: stopping the build")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        await _reap(process)
+        raise
+    if code != 0:
+        raise ModelBuildError(code=code)
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Wait for ``process`` to exit, even through further cancellations (it was just signalled)."""
+    waiting = asyncio.ensure_future(process.wait())
+    while not waiting.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({waiting})
 
 
 async def _watch(

@@ -4,7 +4,8 @@ Hierarchy::
 
     DevnetError                    base of everything below
     ├── ComponentStartError        a component did not become ready (carries its log tail)
-    └── ComponentExitedError       a component exited while the network ran (carries its log tail)
+    ├── ComponentExitedError       a component exited while the network ran (carries its log tail)
+    └── ModelBuildError            ``kubetensor models build`` failed (carries its exit code)
 """
 
 from __future__ import annotations
@@ -35,3 +36,11 @@ class ComponentExitedError(DevnetError):
         super().__init__(
             f"{name} exited with code {code} (log: {log_path})\n--- last lines of its log ---\n{log_tail}"
         )
+
+
+class ModelBuildError(DevnetError):
+    """Building the models in a child process failed; its output was shown line by line."""
+
+    def __init__(self, *, code: int) -> None:
+        self.code = code
+        super().__init__(f"building the models failed: `kubetensor models build` exited with code {code}")
