@@ -174,6 +174,10 @@ class OperatorHandle:
     """Where the operator exports its spans (OTLP over HTTP); empty: tracing off."""
     metrics_port: int = field(default_factory=free_port)
     """Loopback port of the operator's ``/metrics`` (the same across restarts)."""
+    namespaces: tuple[str, ...] = ()
+    """The namespaces it watches (``KT_OPERATOR_NAMESPACES``); empty: the whole cluster."""
+    account: tuple[str, str] = (runner.OPERATOR_NAMESPACE, runner.SERVICE_ACCOUNT)
+    """The service account (namespace, name) it authenticates as; by default manifests/rbac/'s."""
 
     def start(self, *, install: bool = True) -> int:
         tracing = (
@@ -184,6 +188,7 @@ class OperatorHandle:
             if self.otlp_endpoint
             else {}
         )
+        watched = {"KT_OPERATOR_NAMESPACES": json.dumps(list(self.namespaces))} if self.namespaces else {}
         return runner.start_background(
             kubeconfig=self.kubeconfig,
             directory=self.directory,
@@ -197,8 +202,10 @@ class OperatorHandle:
                 "OTEL_BSP_SCHEDULE_DELAY": "200",
                 "KT_OPERATOR_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
                 **tracing,
+                **watched,
             },
             install_manifests=install,
+            account=self.account,
             timeout=90,
         )
 

@@ -3,9 +3,11 @@
 ``start_background(kubeconfig=..., directory=...)`` installs the CRDs and the operator's RBAC from
 ``manifests/`` (server-side apply, idempotent), mints a token for the operator's service account and
 writes ``<directory>/operator.kubeconfig`` with it, so the operator runs with exactly the permissions
-``manifests/rbac/`` grants, not the admin's. It then starts ``python -m kubetensor_operator`` in its own
-process session (log ``<directory>/operator.log``), waits until kopf's liveness endpoint answers, and
-records ``<directory>/operator.json`` so ``stop(directory)`` in another process can stop it.
+``manifests/rbac/`` grants, not the admin's (or, with ``install_manifests=False`` and another
+``account``, those a Helm release of charts/kubetensor grants its own service account). It then starts
+``python -m kubetensor_operator`` in its own process session (log ``<directory>/operator.log``), waits
+until kopf's liveness endpoint answers, and records ``<directory>/operator.json`` so ``stop(directory)``
+in another process can stop it.
 ``start_consensus(directory)`` runs a consensus process on loopback for the operator to register with
 (the sandbox's pods are fake, so nothing in the cluster serves the consensus Service).
 """
@@ -96,15 +98,23 @@ def install(kubeconfig: Path, *, manifests: Path | None = None, timeout: float =
     asyncio.run(_install(kubeconfig, manifests or manifests_dir(), wait_seconds=timeout))
 
 
-async def _token(kubeconfig: Path, *, seconds: int) -> str:
+async def _token(kubeconfig: Path, account: tuple[str, str], *, seconds: int) -> str:
+    namespace, name = account
     async with kube.KubeClient(kube.load_credentials(kubeconfig)) as client:
-        return await client.create_token(OPERATOR_NAMESPACE, SERVICE_ACCOUNT, seconds=seconds)
+        return await client.create_token(namespace, name, seconds=seconds)
 
 
-def service_account_kubeconfig(admin_kubeconfig: Path, path: Path, *, seconds: int = TOKEN_SECONDS) -> Path:
-    """Write a kubeconfig for the operator's service account (a bound token valid ``seconds``)."""
+def service_account_kubeconfig(
+    admin_kubeconfig: Path,
+    path: Path,
+    *,
+    seconds: int = TOKEN_SECONDS,
+    account: tuple[str, str] = (OPERATOR_NAMESPACE, SERVICE_ACCOUNT),
+) -> Path:
+    """Write a kubeconfig for the service account ``account`` (namespace, name): a bound token valid
+    ``seconds``; by default the operator's account of ``manifests/rbac/``."""
     credentials = kube.load_credentials(admin_kubeconfig)
-    token = asyncio.run(_token(admin_kubeconfig, seconds=seconds))
+    token = asyncio.run(_token(admin_kubeconfig, account, seconds=seconds))
     cluster: dict[str, Any] = {"server": credentials.server}
     if credentials.ca_data is not None:
         cluster["certificate-authority-data"] = base64.b64encode(credentials.ca_data).decode()
@@ -151,6 +161,7 @@ def start_background(
     consensus_address: str | None = None,
     env: Mapping[str, str] | None = None,
     install_manifests: bool = True,
+    account: tuple[str, str] = (OPERATOR_NAMESPACE, SERVICE_ACCOUNT),
     timeout: float = 60.0,
 ) -> int:
     """Install CRDs and RBAC, start the operator as the service account, wait until it is live; its pid.
@@ -159,12 +170,15 @@ def start_background(
 
     ``consensus_address`` sets ``KT_OPERATOR_CONSENSUS_ADDRESS_OVERRIDE`` (pods do not run in the
     sandbox, so registration goes to a consensus process on loopback); ``env`` adds more settings.
+    ``account`` is the service account (namespace, name) the operator authenticates as.
     """
     directory.mkdir(parents=True, exist_ok=True)
     try:
         if install_manifests:
             install(kubeconfig, timeout=timeout)
-        operator_kubeconfig = service_account_kubeconfig(kubeconfig, directory / "operator.kubeconfig")
+        operator_kubeconfig = service_account_kubeconfig(
+            kubeconfig, directory / "operator.kubeconfig", account=account
+        )
     except (OperatorError, OSError, TimeoutError) as error:
         # One error type for callers (the CLI prints it as one line).
         raise OperatorStartError(f"could not install the operator: {error}", log_tail="") from error

@@ -15,6 +15,10 @@ from kubetensor_operator import runner
 
 from tests.operator_support import ConsensusProcess, OperatorHandle, kubectl
 
+SESSION_OPERATOR = pytest.StashKey[OperatorHandle]()
+"""The session's cluster-wide operator, once a test has started it (a test that must be the only
+operator in the cluster stops it for a while)."""
+
 
 @pytest.fixture(scope="session")
 def operator_consensus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -31,6 +35,7 @@ def operator(
     operator_consensus: str,
     jaeger: JaegerServer,
     tmp_path_factory: pytest.TempPathFactory,
+    pytestconfig: pytest.Config,
 ) -> Iterator[OperatorHandle]:
     # The operator traces into the session's Jaeger (test_operator_tracing reads its reconcile spans).
     handle = OperatorHandle(
@@ -40,9 +45,11 @@ def operator(
         otlp_endpoint=jaeger.otlp_http_endpoint,
     )
     handle.start()
+    pytestconfig.stash[SESSION_OPERATOR] = handle
     try:
         yield handle
     finally:
+        del pytestconfig.stash[SESSION_OPERATOR]
         handle.stop()
         assert not runner.running(handle.directory), "the operator process outlived its fixture"
 
@@ -60,3 +67,18 @@ def namespace(
         yield name
     finally:
         kubectl(kube_cluster, "delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def cluster_wide_operator_paused(pytestconfig: pytest.Config) -> Iterator[None]:
+    """The session's cluster-wide operator stopped for one test (when a test started it), then started
+    again: a test that runs an operator of its own must be the only one acting on its resources."""
+    handle = pytestconfig.stash.get(SESSION_OPERATOR, None)
+    paused = handle is not None and runner.running(handle.directory)
+    if handle is not None and paused:
+        handle.stop()
+    try:
+        yield
+    finally:
+        if handle is not None and paused:
+            handle.start(install=False)
