@@ -11,7 +11,9 @@ its consensus service answers; the functions here turn that into ``status.condit
                with the scheduler's message when pods cannot be placed).
 ``Progressing`` True while a rollout is under way.
 ``Registered`` Miner/Validator: the hotkey holds a uid on the subnet.
-``Degraded``   True when something needs attention (a bad spec, unschedulable pods, a refusal).
+``Degraded``   True when something needs attention (a bad spec, unschedulable pods, a refusal; for
+               a Subnet also a ledger claim that cannot take ``spec.ledger.size``: see
+               ``ledger_resize_refused`` and ``ledger_shrink_refused``, which leave Ready alone).
 =============  ==================================================================================
 
 When a Miner or Validator is deleted, ``release_blocked`` and ``released`` say (as an Event) what
@@ -66,11 +68,14 @@ class Reason(StrEnum):
     # Degraded
     AS_EXPECTED = "AsExpected"
     REPLICA_FAILURE = "ReplicaFailure"
+    LEDGER_RESIZE_REFUSED = "LedgerResizeRefused"
+    LEDGER_SHRINK_REFUSED = "LedgerShrinkRefused"
     # Events only
     DEREGISTERED = "Deregistered"
     NOT_REGISTERED = "NotRegistered"
     DEREGISTRATION_SKIPPED = "DeregistrationSkipped"
     HOTKEY_GENERATED = "HotkeyGenerated"
+    LEDGER_RESIZING = "LedgerResizing"
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -291,7 +296,31 @@ def registered(registration: Registration) -> Verdict:
     return Verdict(REGISTERED, status, registration.reason, registration.message)
 
 
-def degraded(workload: Workload, *, refusal: Registration | None = None) -> Verdict:
+def ledger_resize_refused(*, claim: str, current: str, wanted: str, refusal: str) -> Problem:
+    """The API server refused to grow the ledger claim (it is not bound, or its StorageClass does not
+    allow expansion): the Subnet goes on with the claim as it is."""
+    return Problem(
+        Reason.LEDGER_RESIZE_REFUSED,
+        f"spec.ledger.size {wanted} was not applied: the API server refused to grow PersistentVolumeClaim "
+        f"{claim} from {current}: {refusal}. A claim grows only when it is Bound and its StorageClass sets "
+        f"allowVolumeExpansion: true; fix that (the operator retries every resync) or set spec.ledger.size "
+        f"back to {current}",
+    )
+
+
+def ledger_shrink_refused(*, claim: str, current: str, wanted: str) -> Problem:
+    """``spec.ledger.size`` is below the claim's request: the claim is left as it is."""
+    return Problem(
+        Reason.LEDGER_SHRINK_REFUSED,
+        f"spec.ledger.size {wanted} is smaller than PersistentVolumeClaim {claim}'s {current}; a "
+        f"PersistentVolumeClaim cannot shrink: set spec.ledger.size to {current} or more (the claim keeps "
+        f"{current})",
+    )
+
+
+def degraded(
+    workload: Workload, *, refusal: Registration | None = None, ledger: Problem | None = None
+) -> Verdict:
     if workload.unschedulable:
         return Verdict(DEGRADED, True, Reason.UNSCHEDULABLE, workload.unschedulable[0])
     if workload.deadline_exceeded is not None:
@@ -300,6 +329,8 @@ def degraded(workload: Workload, *, refusal: Registration | None = None) -> Verd
         return Verdict(DEGRADED, True, Reason.REPLICA_FAILURE, workload.replica_failure)
     if refusal is not None and refusal.reason is Reason.REGISTRATION_REFUSED:
         return Verdict(DEGRADED, True, Reason.REGISTRATION_REFUSED, refusal.message)
+    if ledger is not None:
+        return Verdict(DEGRADED, True, ledger.reason, ledger.message)
     return Verdict(DEGRADED, False, Reason.AS_EXPECTED, "nothing needs attention")
 
 
@@ -326,9 +357,12 @@ def neuron_verdicts(workload: Workload, registration: Registration) -> list[Verd
     return [ready, avail, progressing(workload), reg, degraded(workload, refusal=registration)]
 
 
-def subnet_verdicts(workload: Workload, *, consensus_problem: Problem | None) -> list[Verdict]:
+def subnet_verdicts(
+    workload: Workload, *, consensus_problem: Problem | None, ledger_problem: Problem | None = None
+) -> list[Verdict]:
     """Ready, Available, Progressing and Degraded of a Subnet (Ready: the consensus pod is ready and the
-    consensus service answers)."""
+    consensus service answers). ``ledger_problem`` (a claim that cannot take ``spec.ledger.size``)
+    degrades the Subnet without making it unready: it serves on with the claim it has."""
     avail = available(workload)
     if workload.ready == 0:
         reason = Reason.MINIMUM_REPLICAS_UNAVAILABLE if avail.status else avail.reason
@@ -337,7 +371,7 @@ def subnet_verdicts(workload: Workload, *, consensus_problem: Problem | None) ->
         ready = Verdict(READY, False, consensus_problem.reason, consensus_problem.message)
     else:
         ready = Verdict(READY, True, Reason.CONSENSUS_SERVING, "the consensus service answers")
-    return [ready, avail, progressing(workload), degraded(workload)]
+    return [ready, avail, progressing(workload), degraded(workload, ledger=ledger_problem)]
 
 
 def problem_verdicts(problem: Problem) -> list[Verdict]:

@@ -10,7 +10,8 @@ Children:
 
 - Subnet ``<name>``: ConfigMap ``<name>-hyperparameters`` (the ``KT_CONSENSUS_*`` settings), the ledger
   PersistentVolumeClaim ``<name>-ledger`` (owned only with ``ledger.reclaimPolicy: Delete``; absent with
-  ``ledger.ephemeral``), Deployment ``<name>-consensus`` (one replica, ``Recreate``: the consensus
+  ``ledger.ephemeral``; created once, then only its storage request grows with ``ledger.size``: see
+  ``ledger_resize``), Deployment ``<name>-consensus`` (one replica, ``Recreate``: the consensus
   container plus the chain as a native sidecar, both on the ledger volume) and its Service.
 - Miner ``<name>``: the hotkey Secret (``hotkey_secret``; created once, never patched), Deployment
   ``<name>`` (the vLLM container requesting ``nvidia.com/gpu`` plus the miner agent), headless Service
@@ -33,7 +34,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from kubetensor_operator.model import (
     API_VERSION,
@@ -44,6 +45,7 @@ from kubetensor_operator.model import (
     Placement,
     SubnetSpec,
     ValidatorSpec,
+    quantity_value,
 )
 
 MANAGER = "kubetensor-operator"
@@ -80,7 +82,8 @@ GPU_TOLERATION: Manifest = {"key": GPU_RESOURCE, "operator": "Exists", "effect":
 """Tolerates the taint GPU node pools carry (``nvidia.com/gpu=present:NoSchedule`` and the like)."""
 
 CREATE_ONLY_KINDS = frozenset({"Secret", "PersistentVolumeClaim"})
-"""Kinds created once and never patched: a hotkey must not be overwritten, a claim's spec is immutable."""
+"""Kinds created once and never applied again: a hotkey must not be overwritten, a claim's spec is
+immutable (but for its storage request, which only ``ledger_resize`` changes)."""
 
 
 @dataclass(frozen=True)
@@ -677,4 +680,56 @@ def drifted(desired: Manifest, live: Manifest | None) -> bool:
             {k: v for k, v in live.items() if k not in ("metadata", "status")},
             {k: v for k, v in desired.items() if k not in ("metadata", "apiVersion", "kind")},
         )
+    )
+
+
+# -- ledger claim size --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerResize:
+    """A ledger claim whose storage request differs from ``spec.ledger.size`` (``ledger_resize``)."""
+
+    claim: str
+    current: str
+    """The live claim's ``spec.resources.requests.storage``."""
+    wanted: str
+    """``spec.ledger.size``."""
+    direction: Literal["grow", "shrink"]
+
+    def patch(self) -> Manifest:
+        """The JSON merge patch that grows the claim (its storage request, nothing else)."""
+        return {"spec": {"resources": {"requests": {"storage": self.wanted}}}}
+
+
+def _storage_request(claim: Manifest) -> str | None:
+    value = ((claim.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+    return None if value is None else str(value)
+
+
+def ledger_resize(claim: Manifest, live: Manifest | None) -> LedgerResize | None:
+    """How the live ledger claim must change for the desired ``claim`` (from ``subnet_objects``).
+
+    None when nothing is to be done: no live claim yet, a request equal to ``spec.ledger.size`` in value
+    (``1Gi`` is ``1024Mi``), or a claim the operator did not create (without its managed-by label: a
+    claim someone else made is theirs to resize). ``grow`` when the size is larger (the claim's request
+    is patched), ``shrink`` when smaller (a claim cannot shrink: it is reported, never patched).
+    """
+    if live is None or (live.get("metadata", {}).get("labels") or {}).get(LABEL_MANAGED_BY) != MANAGER:
+        return None
+    wanted, current = _storage_request(claim), _storage_request(live)
+    if wanted is None or current is None:
+        return None
+    try:
+        wanted_value, current_value = quantity_value(wanted), quantity_value(current)
+    except ValueError:
+        # The API server stores only valid quantities and the CRD pattern admits only those.
+        return None
+    if wanted_value == current_value:
+        return None
+    return LedgerResize(
+        claim=str(live["metadata"]["name"]),
+        current=current,
+        wanted=wanted,
+        direction="grow" if wanted_value > current_value else "shrink",
     )

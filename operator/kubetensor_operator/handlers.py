@@ -13,6 +13,11 @@ globals. Per custom resource:
 - events of the operator's Deployments and pods: ``refresh`` recomputes status from the new state
   without re-applying anything, so readiness and ``Unschedulable`` show within moments.
 
+A Subnet's ledger claim is created once; afterwards only its storage request is patched, when
+``spec.ledger.size`` grows past it (a Normal ``LedgerResizing`` Event). A growth the API server refuses,
+or a size below the claim's (a claim cannot shrink), leaves the claim and the Subnet running as they are
+and sets Degraded (``LedgerResizeRefused``, ``LedgerShrinkRefused``), whose transition posts the Warning.
+
 All work on one resource holds that resource's lock. Status is written only when it changed
 (``conditions.status_changed``); Events are posted only on condition transitions. Handlers return
 None, so kopf writes nothing of its own into status. Reconciles, the Ready condition each status write
@@ -100,6 +105,8 @@ class Runtime:
     registrations: dict[Key, Registration] = field(default_factory=dict)
     neurons: dict[Key, Neuron | None] = field(default_factory=dict)
     subnets: dict[Key, SubnetView] = field(default_factory=dict)
+    ledgers: dict[Key, Problem] = field(default_factory=dict)
+    """Subnets whose ledger claim cannot take ``spec.ledger.size`` (kept for ``refresh``)."""
     unschedulable: dict[Key, dict[str, str]] = field(default_factory=dict)
     """Pod name -> the scheduler's message, for pods that cannot be placed."""
     refreshing: set[Key] = field(default_factory=set)
@@ -137,6 +144,7 @@ class Runtime:
         self.registrations.pop(key, None)
         self.neurons.pop(key, None)
         self.subnets.pop(key, None)
+        self.ledgers.pop(key, None)
         self.unschedulable.pop(key, None)
         self.locks.pop(key, None)
         self.metrics.forget(key)
@@ -275,7 +283,9 @@ async def _publish(runtime: Runtime, body: Mapping[str, Any], deployment: Mappin
     status = body.get("status") or {}
     if kind == "Subnet":
         view = runtime.subnets.get(key, SubnetView(problem=None))
-        verdicts = conditions.subnet_verdicts(workload, consensus_problem=view.problem)
+        verdicts = conditions.subnet_verdicts(
+            workload, consensus_problem=view.problem, ledger_problem=runtime.ledgers.get(key)
+        )
         fields: dict[str, Any] = {
             "netuid": view.netuid,
             "address": desired.consensus_address(key[2], key[1]),
@@ -326,6 +336,39 @@ async def _apply(runtime: Runtime, manifests: list[Manifest]) -> dict[str, Manif
     """Apply what drifted; the live objects by kind."""
     live = await asyncio.gather(*(_apply_one(runtime, m) for m in manifests))
     return {str(m["kind"]): obj for m, obj in zip(manifests, live, strict=True)}
+
+
+async def _resize_ledger(
+    runtime: Runtime, body: Mapping[str, Any], manifests: list[Manifest], live: Mapping[str, Manifest]
+) -> Problem | None:
+    """Grow the ledger claim to ``spec.ledger.size`` when it is larger; why the claim cannot take the
+    size (reported in Degraded, the Subnet runs on), or None."""
+    claim = next((m for m in manifests if m["kind"] == "PersistentVolumeClaim"), None)
+    resize = None if claim is None else desired.ledger_resize(claim, live.get("PersistentVolumeClaim"))
+    if resize is None:
+        return None
+    if resize.direction == "shrink":
+        return conditions.ledger_shrink_refused(
+            claim=resize.claim, current=resize.current, wanted=resize.wanted
+        )
+    namespace = str(body["metadata"]["namespace"])
+    try:
+        await runtime.kube.patch(kube.PVCS, namespace, resize.claim, resize.patch())
+    except KubeApiError as error:
+        if error.transient:
+            raise kopf.TemporaryError(str(error), delay=5) from None
+        if error.status == 404:
+            return None  # gone meanwhile: the next reconcile creates it with the new size
+        return conditions.ledger_resize_refused(
+            claim=resize.claim, current=resize.current, wanted=resize.wanted, refusal=error.message
+        )
+    message = (
+        f"PersistentVolumeClaim {resize.claim}: storage request {resize.current} -> {resize.wanted} "
+        "(spec.ledger.size); the volume grows when its provisioner expands it"
+    )
+    _log.info("%s %s/%s: %s", *key_of(body), message)
+    await _event(runtime, body, warning=False, reason=Reason.LEDGER_RESIZING, message=message)
+    return None
 
 
 async def _hotkey_seed(
@@ -524,6 +567,11 @@ async def _reconcile_subnet(runtime: Runtime, body: Mapping[str, Any]) -> Proble
         if error.transient:
             raise kopf.TemporaryError(str(error), delay=5) from None
         return Problem(Reason.APPLY_FAILED, f"the API server refused a child object: {error.message}")
+    ledger = await _resize_ledger(runtime, body, manifests, live)
+    if ledger is None:
+        runtime.ledgers.pop(key, None)
+    else:
+        runtime.ledgers[key] = ledger
     runtime.applied[key] = int(body["metadata"].get("generation", 1))
     address = runtime.consensus_address(name, namespace)
     try:

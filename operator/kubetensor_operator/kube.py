@@ -4,8 +4,9 @@
 account; ``connection_info`` hands the same credentials to kopf (``@kopf.on.login``) so the watches and
 the operator's own requests authenticate alike. ``KubeClient`` is an async HTTP client over
 ``httpx``: ``get``, ``list``, ``create`` (409 raises ``KubeConflictError``), ``apply`` (server-side
-apply, field manager ``kubetensor-operator``, forced: the operator owns what it sets), ``patch_status``
-(JSON merge patch of the status subresource), ``delete``, ``post_event`` and ``create_token``. Nothing
+apply, field manager ``kubetensor-operator``, forced: the operator owns what it sets), ``patch`` (JSON
+merge patch of a few fields, such as a ledger claim's storage request), ``patch_status`` (JSON merge
+patch of the status subresource), ``delete``, ``post_event`` and ``create_token``. Nothing
 here logs a request or response body, so a Secret's data never reaches a log.
 
 Called by ``handlers`` (reconciliation) and ``runner`` (installing CRDs and RBAC, the operator's token).
@@ -339,6 +340,20 @@ class KubeClient:
         )
         applied: Manifest = response.json()
         return applied
+
+    async def patch(
+        self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> Manifest:
+        """JSON merge patch of the object (what ``patch`` names, nothing else); the object as stored."""
+        response = await self._request(
+            "PATCH",
+            resource.path(namespace, name),
+            params={"fieldManager": MANAGER},
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+        )
+        patched: Manifest = response.json()
+        return patched
 
     async def patch_status(
         self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]

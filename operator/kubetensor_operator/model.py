@@ -8,8 +8,10 @@ field (``spec.model.tensorParallelSize: ...``). Pure: no I/O, no kopf. Called by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -37,6 +39,41 @@ def _quantity(value: object) -> object:
 
 
 Quantity = Annotated[str, BeforeValidator(_quantity)]
+
+_QUANTITY = re.compile(
+    r"^(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    r"(?:(?P<suffix>[KMGTPE]i|[numkMGTPE])|[eE](?P<exponent>[+-]?[0-9]+))?$"
+)
+_SUFFIXES = {
+    **{f"{p}i": Decimal(1024) ** (i + 1) for i, p in enumerate("KMGTPE")},
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    **{p: Decimal(10) ** (3 * (i + 1)) for i, p in enumerate("MGTPE", start=1)},
+}
+
+
+def quantity_value(quantity: str | int) -> Decimal:
+    """The exact value of a Kubernetes quantity (``"1Gi"`` and ``"1024Mi"`` are equal; ``"1G"`` is less).
+
+    Follows ``resource.Quantity``'s grammar (the CRD pattern): a number, then a binary (``Ki``..``Ei``) or
+    decimal (``n``..``E``) suffix or an exponent (``2e3``). ``ValueError`` for anything else.
+    """
+    text = str(quantity).strip()
+    found = _QUANTITY.match(text)
+    if found is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (like 1Gi, 500M or 2e9)")
+    try:
+        number = Decimal(found["number"])
+        if found["exponent"] is not None:
+            return number.scaleb(int(found["exponent"]))
+    except ArithmeticError:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (like 1Gi, 500M or 2e9)") from None
+    return number * _SUFFIXES[found["suffix"] or ""]
+
+
 IntOrPercent = int | Annotated[str, Field(pattern=r"^[0-9]+%$")]
 
 
