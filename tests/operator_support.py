@@ -156,6 +156,26 @@ tracing stays off, and the pods never run)."""
 CHAIN_IMAGE = "registry.test/kubetensor-chain:e2e"
 
 
+def prebound_volume(
+    name: str, *, namespace: str, claim: str, storage: str = "1Gi", storage_class_name: str = ""
+) -> dict[str, Any]:
+    """A hostPath PersistentVolume pre-bound to ``claim`` in ``namespace`` (the control plane has no
+    storage provisioner, so a claim only binds to a volume made for it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": storage},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": storage_class_name,
+            "hostPath": {"path": f"/tmp/kt-e2e-{name}"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

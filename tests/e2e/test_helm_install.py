@@ -18,7 +18,7 @@ import yaml
 from kubetensor.sandbox.controlplane import ControlPlane
 
 from tests.chart_support import CHART, ROOT, HelmError, documents, helm, values_file
-from tests.operator_support import kubectl, wait_for
+from tests.operator_support import kubectl, prebound_volume, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -92,19 +92,7 @@ def release(kube_cluster: ControlPlane) -> Iterator[tuple[str, str]]:
     name = f"kt-{secrets.token_hex(3)}"
     namespace = f"helm-{name}"
     claim = f"data-{name}-kubetensor-nats-0"
-    volume = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": f"{namespace}-nats"},
-        "spec": {
-            "capacity": {"storage": "10Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": f"/tmp/kt-e2e-{namespace}"},
-            "claimRef": {"namespace": namespace, "name": claim},
-        },
-    }
+    volume = prebound_volume(f"{namespace}-nats", namespace=namespace, claim=claim, storage="10Gi")
     created = kubectl(kube_cluster, "apply", "-f", "-", input_text=json.dumps(volume))
     assert created.returncode == 0, created.stderr
     try:

@@ -15,7 +15,7 @@ from kubetensor.consensus.client import ConsensusClient
 from kubetensor.core.keys import Keypair
 from kubetensor.sandbox.controlplane import ControlPlane
 
-from tests.operator_support import NETUID, OperatorHandle, condition, get, kubectl, wait_for
+from tests.operator_support import NETUID, OperatorHandle, condition, get, kubectl, prebound_volume, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 
@@ -23,27 +23,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 pytestmark = pytest.mark.slow
 
 
-def ledger_volume(namespace: str) -> dict[str, Any]:
-    """A PersistentVolume pre-bound to the example Subnet's claim (the control plane has no provisioner)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": f"ledger-{namespace}"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": f"/tmp/kt-e2e-{namespace}"},
-            "claimRef": {"namespace": namespace, "name": "demo-ledger"},
-        },
-    }
-
-
 async def test_examples_become_gpu_scheduled_registered_neurons(
     kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
 ) -> None:
-    volume = kubectl(kube_cluster, "apply", "-f", "-", input_text=json.dumps(ledger_volume(namespace)))
+    ledger = prebound_volume(f"ledger-{namespace}", namespace=namespace, claim="demo-ledger")
+    volume = kubectl(kube_cluster, "apply", "-f", "-", input_text=json.dumps(ledger))
     assert volume.returncode == 0, volume.stderr
     try:
         applied = kubectl(kube_cluster, "apply", "-n", namespace, "-f", str(EXAMPLES))

@@ -22,6 +22,7 @@ from tests.operator_support import (
     condition,
     get,
     kubectl,
+    prebound_volume,
     subnet,
     wait_for,
 )
@@ -41,22 +42,6 @@ def storage_class(name: str, *, expandable: bool) -> dict[str, Any]:
     }
 
 
-def volume(name: str, *, namespace: str, claim: str, storage_class_name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": storage_class_name,
-            "hostPath": {"path": f"/tmp/kt-e2e-{name}"},
-            "claimRef": {"namespace": namespace, "name": claim},
-        },
-    }
-
-
 @pytest.fixture
 def storage(kube_cluster: ControlPlane, namespace: str) -> Iterator[dict[str, str]]:
     """StorageClasses ``expandable`` and ``fixed`` and a 1Gi volume of each, pre-bound to the claims of
@@ -67,7 +52,7 @@ def storage(kube_cluster: ControlPlane, namespace: str) -> Iterator[dict[str, st
         storage_class(classes["grow"], expandable=True),
         storage_class(classes["fixed"], expandable=False),
         *(
-            volume(f"{cls}-pv", namespace=namespace, claim=f"{name}-ledger", storage_class_name=cls)
+            prebound_volume(f"{cls}-pv", namespace=namespace, claim=f"{name}-ledger", storage_class_name=cls)
             for name, cls in classes.items()
         ),
     ]

@@ -29,6 +29,7 @@ from tests.operator_support import (
     get,
     kubectl,
     miner,
+    prebound_volume,
     subnet,
     validator,
     wait_for,
@@ -50,23 +51,6 @@ def can_i(cluster: ControlPlane, account: str, *what: str) -> bool:
     done = kubectl(cluster, "auth", "can-i", f"--as={account}", *what)
     assert done.stdout.strip() in ("yes", "no"), done.stderr
     return done.stdout.strip() == "yes"
-
-
-def ledger_volume(namespace: str, claim: str) -> dict[str, Any]:
-    """A PersistentVolume pre-bound to a Subnet's ledger claim (the control plane has no provisioner)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": f"{namespace}-{claim}"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": f"/tmp/kt-e2e-{namespace}-{claim}"},
-            "claimRef": {"namespace": namespace, "name": claim},
-        },
-    }
 
 
 def refusals(operator: OperatorHandle) -> list[str]:
@@ -179,9 +163,8 @@ def test_operator_reconciles_watched_namespaces_with_only_the_charts_roles(
     )
     operator.start(install=False)
     try:
-        volume = kubectl(
-            kube_cluster, "apply", "-f", "-", input_text=json.dumps(ledger_volume(ns_a, "demo-ledger"))
-        )
+        ledger = prebound_volume(f"{ns_a}-demo-ledger", namespace=ns_a, claim="demo-ledger")
+        volume = kubectl(kube_cluster, "apply", "-f", "-", input_text=json.dumps(ledger))
         assert volume.returncode == 0, volume.stderr
         # A kept ledger (a claim), a generated hotkey per neuron: every rule of the Role is used.
         apply(kube_cluster, ns_a, subnet(ephemeral=False), validator("v"), miner("m"))
