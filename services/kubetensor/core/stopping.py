@@ -1,7 +1,9 @@
-"""Stopping work reliably: ``cancel_until_done``, ``run_until_stopped`` and ``wait_for_threads``.
+"""Stopping work reliably: ``cancel_until_done``, ``run_until_stopped``, ``wait_for_threads`` and
+``wait_out``.
 
-Called by the devnet: ``commands.run_async`` stops its start-and-watch task on a signal, and
-``network`` waits for its start threads before a failed or cancelled start gives up.
+Called by the devnet: ``commands.run_async`` stops its start-and-watch task on a signal (and waits out
+a model build it stopped), and ``network`` waits for its start threads before a failed or cancelled
+start gives up.
 
 One cancellation is not enough to stop a task on Python 3.11: ``asyncio.wait_for``, which nats.py
 and others use throughout, returns the inner result instead of raising when the inner future
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 _log = logging.getLogger(__name__)
@@ -64,11 +66,24 @@ async def cancel_until_done(task: asyncio.Future[T], *, recancel_seconds: float 
     Cancelling the caller does not cut this short: the task is still ended first, then the
     caller's cancellation is raised.
     """
+    await wait_out([task], each=task.cancel, seconds=recancel_seconds)
+
+
+async def wait_out(
+    futures: Collection[asyncio.Future[Any]],
+    *,
+    each: Callable[[], object] | None = None,
+    seconds: float | None = None,
+) -> None:
+    """Wait until every one of ``futures`` is done, calling ``each`` (when given) first and then every
+    ``seconds``. Cancelling the caller does not cut the wait short: the cancellation is raised once
+    they are all done."""
     interrupted = False
-    while not task.done():
-        task.cancel()
+    while not all(future.done() for future in futures):
+        if each is not None:
+            each()
         try:
-            await asyncio.wait({task}, timeout=recancel_seconds)
+            await asyncio.wait(futures, timeout=seconds)
         except asyncio.CancelledError:
             interrupted = True
     if interrupted:
@@ -95,16 +110,10 @@ async def wait_for_threads(
             if error is not None:
                 raise error
     except BaseException:
-        interrupted = False
-        while not all(future.done() for future in futures):
-            kill()
-            try:
-                await asyncio.wait(futures, timeout=poll_seconds)
-            except asyncio.CancelledError:
-                interrupted = True
-        for future in futures:
-            if not future.cancelled():
-                future.exception()  # retrieved: the first error is the one raised
-        if interrupted:
-            raise asyncio.CancelledError from None
+        try:
+            await wait_out(futures, each=kill, seconds=poll_seconds)
+        finally:
+            for future in futures:
+                if not future.cancelled():
+                    future.exception()  # retrieved: the first error is the one raised
         raise

@@ -27,7 +27,7 @@ from rich.live import Live
 from kubetensor.consensus.client import ConsensusClient
 from kubetensor.core import bus
 from kubetensor.core.paths import cache_root
-from kubetensor.core.stopping import run_until_stopped
+from kubetensor.core.stopping import run_until_stopped, wait_out
 from kubetensor.devnet import ledger, summary
 from kubetensor.devnet.errors import DevnetError, ModelBuildError
 from kubetensor.devnet.monitor import EpochRecord, EpochWatcher, ScoreBoard, render
@@ -184,18 +184,12 @@ async def _build_models(say: Callable[[str], None]) -> None:
         say("models: stopping the build")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        await _reap(process)
+        # It was just signalled: wait for it even through further cancellations.
+        with contextlib.suppress(asyncio.CancelledError):
+            await wait_out([asyncio.ensure_future(process.wait())])
         raise
     if code != 0:
         raise ModelBuildError(code=code)
-
-
-async def _reap(process: asyncio.subprocess.Process) -> None:
-    """Wait for ``process`` to exit, even through further cancellations (it was just signalled)."""
-    waiting = asyncio.ensure_future(process.wait())
-    while not waiting.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({waiting})
 
 
 async def _watch(
