@@ -5,6 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 KT := .venv/bin/kubetensor
+GPU_PYTHON ?= python3
 PYTEST_ARGS ?=
 RUN_ARGS ?=
 
@@ -60,6 +61,10 @@ bench-dendrite: setup ## The network bench against Bittensor's own dendrite/axon
 	  $$bt tests/bench/dendrite_baseline.py --out tests/bench/results/dendrite_baseline.json
 	@$(PY) tests/bench/bench_network.py --out tests/bench/results/bench_network.json \
 	  --dendrite tests/bench/results/dendrite_baseline.json
+
+.PHONY: gpu-check
+gpu-check: ## On a machine with an NVIDIA GPU and the `vllm` package (GPU_PYTHON): the Miner's vLLM path, scored (docs/gpu.md)
+	@$(GPU_PYTHON) tests/gpu/check_vllm_gpu.py $(GPU_CHECK_ARGS)
 
 .PHONY: run
 run: setup ## Run the whole network locally: NATS, consensus + chain ledger, 3 vLLM miners, 2 validators (Ctrl-C stops it)
