@@ -14,8 +14,8 @@ Children:
   ``ledger_resize``), Deployment ``<name>-consensus`` (one replica, ``Recreate``: the consensus
   container plus the chain as a native sidecar, both on the ledger volume) and its Service.
 - Miner ``<name>``: the hotkey Secret (``hotkey_secret``; created once, never patched), Deployment
-  ``<name>`` (the vLLM container requesting ``nvidia.com/gpu`` plus the miner agent), headless Service
-  ``<name>`` (gRPC).
+  ``<name>`` (the vLLM container requesting ``nvidia.com/gpu`` plus the miner agent, whose replay
+  journal is on an emptyDir), headless Service ``<name>`` (gRPC).
 - Validator ``<name>``: the hotkey Secret, Deployment ``<name>`` (one replica, ``Recreate``: one signer
   per hotkey).
 
@@ -65,6 +65,8 @@ SECRET_TYPE = "kubetensor.io/hotkey"
 SECRET_SEED_KEY = "hotkey-seed"
 """Key of the hex ed25519 seed in a hotkey Secret (``kubetensor.core.keys.Keypair.from_seed_hex``)."""
 HOTKEY_DIR = "/var/run/kubetensor/hotkey"
+MINER_STATE_DIR = "/var/lib/kubetensor/miner"
+"""The miner agent's ``KT_MINER_STATE_DIR`` (its replay journal), on an emptyDir of the pod."""
 LEDGER_DIR = "/var/lib/kubetensor"
 
 CONSENSUS_PORT = 50061
@@ -390,12 +392,16 @@ def miner_objects(
                     "KT_MINER_ENGINE_MODEL": spec.model.name,
                     "KT_MINER_HOTKEY_FILE": f"{HOTKEY_DIR}/{SECRET_SEED_KEY}",
                     "KT_MINER_METRICS_LISTEN": f"[::]:{METRICS_PORT}",
+                    "KT_MINER_STATE_DIR": MINER_STATE_DIR,
                 },
                 otel=otel,
             ),
             "ports": [_container_port("grpc", MINER_PORT), _container_port("metrics", METRICS_PORT)],
             "readinessProbe": {"grpc": {"port": MINER_PORT}, "periodSeconds": 5},
-            "volumeMounts": [{"name": "hotkey", "mountPath": HOTKEY_DIR, "readOnly": True}],
+            "volumeMounts": [
+                {"name": "hotkey", "mountPath": HOTKEY_DIR, "readOnly": True},
+                {"name": "state", "mountPath": MINER_STATE_DIR},
+            ],
         },
         spec.agent.resources.manifest(),
     )
@@ -419,6 +425,8 @@ def miner_objects(
                 "defaultMode": 0o400,
             },
         },
+        # The replay journal: an emptyDir outlives a restart of the agent container (not the pod).
+        {"name": "state", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
     rolling = {"maxUnavailable": spec.rollout.max_unavailable, "maxSurge": spec.rollout.max_surge}
     deployment = _deployment(

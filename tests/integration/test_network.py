@@ -9,7 +9,9 @@ second), so permits arrive within seconds.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -238,6 +240,51 @@ async def test_miner_refuses_a_replayed_task(
     assert second.status == task_pb2.TASK_STATUS_REFUSED
     assert "replay" in second.error
     assert engine.requests == 1
+
+
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "memory-only"])
+async def test_a_miner_process_killed_and_restarted_still_refuses_a_replayed_task(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client, tmp_path: Path, journal: bool
+) -> None:
+    miner_key = MINERS[5]
+    task = task_to_proto(outgoing(miner_key, nonce=4242, timeout_s=60), keypair=VALIDATOR)
+    miner = components.miner(
+        tmp_path,
+        name="restarted",
+        keypair=miner_key,
+        netuid=NETUID,
+        nats_url=subnet.nats_url,
+        consensus_address=subnet.address,
+        engine_url=engine.base_url,
+        permit_refresh_seconds=1,
+        replay_journal=journal,
+    )
+    try:
+        miner.start(timeout=60)
+        first = await raw_request(client_nc, task, to=miner_key)
+        os.kill(miner.process.pid, signal.SIGKILL)  # a crash: no cleanup, no flush on the way out
+        assert miner.process.popen is not None
+        miner.process.popen.wait(timeout=10)
+        miner.start(timeout=60)
+        replayed = await raw_request(client_nc, task, to=miner_key)
+        fresh = await raw_request(
+            client_nc,
+            task_to_proto(outgoing(miner_key, nonce=4243, timeout_s=60), keypair=VALIDATOR),
+            to=miner_key,
+        )
+    finally:
+        miner.stop(grace=5)
+    assert first.status == task_pb2.TASK_STATUS_OK
+    assert fresh.status == task_pb2.TASK_STATUS_OK
+    if journal:
+        assert replayed.status == task_pb2.TASK_STATUS_REFUSED
+        assert "replay" in replayed.error
+        assert engine.requests == 2
+        assert "1 unexpired tasks restored" in miner.log_tail(200)
+    else:
+        # The gap the journal closes: a memory-only guard forgets across the restart.
+        assert replayed.status == task_pb2.TASK_STATUS_OK
+        assert engine.requests == 3
 
 
 async def test_miner_refuses_a_forged_or_misaddressed_task(

@@ -232,6 +232,21 @@ def test_the_miner_agent_environment_is_what_the_miner_process_reads(monkeypatch
     assert (settings.netuid, settings.listen, settings.engine_model) == (7, "[::]:50081", "org/model")
 
 
+def test_the_miner_agent_keeps_its_replay_journal_on_an_empty_dir_of_the_pod(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deployment = by_kind(miner(), "Deployment")
+    agent = container(deployment, "agent")
+    settings = _settings_env(agent, MinerSettings, monkeypatch)
+    assert isinstance(settings, MinerSettings)
+    mounts = {m["name"]: m for m in agent["volumeMounts"]}
+    assert str(settings.state_dir) == mounts["state"]["mountPath"] == desired.MINER_STATE_DIR
+    assert "readOnly" not in mounts["state"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state"] == {"name": "state", "emptyDir": {"sizeLimit": "64Mi"}}
+    assert all(m["name"] != "state" for m in container(deployment, "vllm")["volumeMounts"])
+
+
 def test_the_validator_environment_is_what_the_validator_process_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -132,9 +132,12 @@ def miner(
     engine_url: str,
     engine_model: str = "",
     permit_refresh_seconds: float = 10.0,
+    replay_journal: bool = True,
     extra_env: Mapping[str, str] | None = None,
 ) -> Component:
-    """A miner answering tasks for ``keypair`` with the engine at ``engine_url``."""
+    """A miner answering tasks for ``keypair`` with the engine at ``engine_url``; its replay journal is
+    in ``<workdir>/state/<name>`` (with ``replay_journal=False``, its replay guard is in memory only)."""
+    folder = workdir / "state" / name if replay_journal else None
     return _python_module(
         name,
         "kubetensor.miner",
@@ -150,6 +153,7 @@ def miner(
             "KT_MINER_LISTEN": "127.0.0.1:0",
             "KT_MINER_PERMIT_REFRESH_SECONDS": repr(permit_refresh_seconds),
             "KT_MINER_GRACE_SECONDS": "2",
+            **({"KT_MINER_STATE_DIR": str(folder)} if folder is not None else {}),
             **(extra_env or {}),
         },
     )

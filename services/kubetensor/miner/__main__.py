@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 from kubetensor.consensus.client import ConsensusClient
 from kubetensor.core import bus, grpcserver, metrics, process
@@ -17,6 +18,7 @@ from kubetensor.core.metagraphview import MetagraphView, from_response
 from kubetensor.miner.completions import CompletionsClient
 from kubetensor.miner.errors import MinerError
 from kubetensor.miner.permits import PermitCache
+from kubetensor.miner.replay import open_guard
 from kubetensor.miner.service import MinerService
 from kubetensor.miner.servicer import SERVICE_NAME, create_server
 from kubetensor.miner.settings import MinerSettings
@@ -54,6 +56,9 @@ async def serve(settings: MinerSettings) -> None:
         max_concurrency=settings.max_concurrency,
         max_ahead_ms=round(settings.max_ahead_seconds * 1000),
         max_tokens_limit=settings.max_tokens_limit,
+        replay_guard=open_guard(
+            settings.state_dir, hotkey=keypair.hotkey, now_unix_ms=int(time.time() * 1000)
+        ),
     )
     service.metrics.watch_engine(settings.engine_url.rstrip("/") + "/metrics")
     health = grpcserver.Health([SERVICE_NAME])

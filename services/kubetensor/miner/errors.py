@@ -16,7 +16,8 @@ Hierarchy (category and task status in brackets)::
     ├── TaskExpiredError       [FailedPrecondition, EXPIRED] the deadline passed, or is too far ahead
     ├── MinerBusyError         [Unavailable, BUSY]   every generation slot is taken; nothing was queued
     ├── EngineError            [Unavailable, FAILED] the OpenAI-compatible engine failed or is unreachable
-    └── MetagraphUnavailableError [Unavailable, FAILED] permits are unknown: the consensus service is down
+    ├── MetagraphUnavailableError [Unavailable, FAILED] permits are unknown: the consensus service is down
+    └── StateDirError          [FailedPrecondition]  KT_MINER_STATE_DIR cannot hold the replay journal
 """
 
 from __future__ import annotations
@@ -128,3 +129,11 @@ class MetagraphUnavailableError(MinerError, UnavailableError):
     """The miner cannot tell who holds a permit: the consensus service has not answered yet."""
 
     status = Status.FAILED
+
+
+class StateDirError(MinerError, FailedPreconditionError):
+    """The state folder (``KT_MINER_STATE_DIR``) cannot hold the replay journal; the miner does not start."""
+
+    def __init__(self, path: object, error: OSError) -> None:
+        self.path = path
+        super().__init__(f"KT_MINER_STATE_DIR: cannot keep the replay journal in {path}: {error}")

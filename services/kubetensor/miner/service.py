@@ -100,7 +100,8 @@ class MinerService:
         self.max_concurrency = max_concurrency
         self._max_ahead_ms = max_ahead_ms
         self._max_tokens_limit = max_tokens_limit
-        self._replay = replay_guard or ReplayGuard()
+        # Not `or`: an empty guard has len() 0, so it is falsy.
+        self._replay = replay_guard if replay_guard is not None else ReplayGuard()
         self._signatures = signatures if signatures is not None else keys.VerifiedSignatures()
         self._now_ms = now_ms
         self._in_flight = 0

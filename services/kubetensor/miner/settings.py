@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from kubetensor.core.hotkey import HotkeySettings
@@ -49,6 +49,10 @@ class MinerSettings(HotkeySettings):
     """Generations at once (tasks and gRPC calls together); beyond it the answer is "busy"."""
     max_ahead_seconds: float = Field(default=60.0, gt=0)
     """A task deadline further ahead than this is refused (bounds the replay guard's memory)."""
+    state_dir: Path | None = None
+    """Folder for state that must outlive the process: the replay journal (the operator mounts an
+    emptyDir, which survives a container restart). Unset: the replay guard lives in memory only, and a
+    miner restarted within ``max_ahead_seconds`` could answer a replayed task once more."""
     max_tokens_limit: int = Field(default=512, ge=1)
     """Most tokens one generation may ask for (larger requests are cut to this)."""
     permit_refresh_seconds: float = Field(default=12.0, gt=0)
@@ -69,3 +73,9 @@ class MinerSettings(HotkeySettings):
     """Prometheus ``/metrics`` listen address, host:port (port 0 picks a free one; the ready file says
     which as "metrics_port"); empty: no metrics endpoint. Tracing is set by the standard ``OTEL_*``
     variables (``kubetensor.core.telemetry``), not here."""
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _empty_state_dir_is_unset(cls, value: object) -> object:
+        # KT_MINER_STATE_DIR="" means no folder, not the working directory (Path("") is ".").
+        return None if value == "" else value
