@@ -67,7 +67,7 @@ async def serve(settings: MinerSettings) -> None:
         await server.start()
         model = await engine.wait_ready(within_seconds=settings.engine_wait_seconds)
         await permits.start()
-        nc = await bus.connect(settings.nats_url, name=f"miner-{keypair.hotkey[:12]}")
+        nc = await bus.connect_lite(settings.nats_url, name=f"miner-{keypair.hotkey[:12]}")
         subscriber = TaskSubscriber(nc, service)
         await subscriber.start()
         await health.set_serving()

@@ -4,9 +4,10 @@ Composed by ``__main__`` and the tests. It subscribes to ``kt.<netuid>.miner.<ho
 queue group of its hotkey (``kubetensor.core.subjects``) and translates only: wire ``Task`` -> ``Job``
 (the round envelope's fields with its signed bytes, the leaf's fields with the leaf bytes and proof),
 ``Answer`` -> ``TaskResponse`` signed by the miner's hotkey. Each message is handled in its own task
-(nats.py runs one subscription's callbacks one after another), so slow generations never hold up the
-next task or a "busy" answer. The reply carries the miner's span as ``traceparent``, continuing the
-validator's trace when it sent one."""
+(a subscription's callback must return at once: nats.py runs one subscription's callbacks one after
+another, and ``natslite.LiteClient``, which ``__main__`` connects with, runs them in its read path), so
+slow generations never hold up the next task or a "busy" answer. The reply carries the miner's span as
+``traceparent``, continuing the validator's trace when it sent one."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry.trace import SpanKind
 
-from kubetensor.core import keys, signing, subjects, telemetry
+from kubetensor.core import keys, natslite, signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Answer, Job, SignedBytes, Status
 from kubetensor.miner.service import MinerService
@@ -97,7 +98,7 @@ def response_to_wire(answer: Answer, *, service: MinerService) -> bytes:
     return payload + _signature_prefix(service.public_key) + signature
 
 
-def _consume_attributes(msg: Msg, *, netuid: int) -> dict[str, str | int]:
+def _consume_attributes(msg: Msg | natslite.Message, *, netuid: int) -> dict[str, str | int]:
     return {
         "messaging.system": "nats",
         "messaging.operation.type": "process",
@@ -111,10 +112,10 @@ def _consume_attributes(msg: Msg, *, netuid: int) -> dict[str, str | int]:
 class TaskSubscriber:
     """Answers the tasks addressed to one miner hotkey on one subnet."""
 
-    def __init__(self, client: Client, service: MinerService) -> None:
+    def __init__(self, client: Client | natslite.LiteClient, service: MinerService) -> None:
         self._client = client
         self._service = service
-        self._subscription: Subscription | None = None
+        self._subscription: Subscription | natslite.LiteSubscription | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.subject = subjects.miner_tasks(service.netuid, service.hotkey)
@@ -124,9 +125,11 @@ class TaskSubscriber:
         # Kept for the message callbacks, which run on this loop: asking for the running loop costs a
         # system call (asyncio checks the process id) on every message.
         self._loop = asyncio.get_running_loop()
-        self._subscription = await self._client.subscribe(
-            self.subject, queue=subjects.miner_queue(self._service.hotkey), cb=self._on_message
-        )
+        queue = subjects.miner_queue(self._service.hotkey)
+        if isinstance(self._client, natslite.LiteClient):
+            self._subscription = await self._client.subscribe(self.subject, queue, cb=self._on_message_now)
+        else:
+            self._subscription = await self._client.subscribe(self.subject, queue=queue, cb=self._on_message)
         await self._client.flush()
 
     async def stop(self, *, grace: float) -> None:
@@ -142,11 +145,14 @@ class TaskSubscriber:
         self._handlers.clear()
 
     async def _on_message(self, msg: Msg) -> None:
+        self._on_message_now(msg)
+
+    def _on_message_now(self, msg: Msg | natslite.Message) -> None:
         # ``_handle`` takes its task out of ``_handlers`` itself: a done callback would cost a loop turn.
         assert self._loop is not None
         self._handlers.add(self._loop.create_task(self._handle(msg)))
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg | natslite.Message) -> None:
         try:
             if not msg.reply:
                 _log.debug("ignoring a task without a reply subject")
@@ -160,7 +166,7 @@ class TaskSubscriber:
         finally:
             self._handlers.discard(asyncio.current_task(self._loop))
 
-    async def _handle_traced(self, msg: Msg, received: TraceContext | None) -> None:
+    async def _handle_traced(self, msg: Msg | natslite.Message, received: TraceContext | None) -> None:
         # The CONSUMER span continues the validator's producer span; the task runs inside it.
         with telemetry.span(
             f"process {subjects.MINER_TASKS_TEMPLATE}",
@@ -175,7 +181,7 @@ class TaskSubscriber:
                 consumer.set_attribute(telemetry.TASK_ID, answer.task_id)
             await self._reply(msg, answer, span)
 
-    async def _answer(self, msg: Msg, span: TraceContext) -> Answer:
+    async def _answer(self, msg: Msg | natslite.Message, span: TraceContext) -> Answer:
         try:
             job = job_from_proto(task_pb2.Task.FromString(msg.data), trace=span)
         except DecodeError:
@@ -187,7 +193,7 @@ class TaskSubscriber:
             )
         return await self._service.answer(job)
 
-    async def _reply(self, msg: Msg, answer: Answer, span: TraceContext) -> None:
+    async def _reply(self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext) -> None:
         response = response_to_wire(answer, service=self._service)
         headers = {
             subjects.TRACEPARENT: span.traceparent,
