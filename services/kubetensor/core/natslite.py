@@ -40,7 +40,7 @@ import secrets
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import nats.errors
 
@@ -309,8 +309,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's is not an ``asyncio.Transport`` subclass, but has its methods).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -462,7 +462,7 @@ class LiteClient:
             except (NatsUnsupportedError, NatsServerError):
                 raise
             except (OSError, TimeoutError, NatsLiteError) as error:
-                errors.append(f"{server.host}:{server.port}: {error or type(error).__name__}")
+                errors.append(f"{server.host}:{server.port}: {str(error) or type(error).__name__}")
                 continue
             self._pinger = self._loop.create_task(self._ping_forever())
             return
