@@ -38,6 +38,23 @@ STATUS_TO_PROTO: dict[Status, int] = {
 }
 
 
+@functools.lru_cache(maxsize=64)
+def _envelope_fields(envelope_bytes: bytes) -> tuple[int, str, str, int, str, int, bytes]:
+    """A round envelope's fields (netuid, task type, prompt, max tokens, validator hotkey, deadline,
+    leaves root). Every task of a round carries the same envelope: a process that serves several
+    hotkeys decodes it once (the decoding is a pure function of the bytes)."""
+    envelope = task_pb2.RoundEnvelope.FromString(envelope_bytes)
+    return (
+        envelope.netuid,
+        envelope.task_type,
+        envelope.prompt,
+        envelope.max_tokens,
+        envelope.validator_hotkey,
+        envelope.deadline_unix_ms,
+        envelope.leaves_root,
+    )
+
+
 def job_from_proto(task: task_pb2.Task, *, trace: TraceContext | None) -> Job:
     """The domain job a wire task carries, with the bytes its signature and proof must cover.
 
@@ -45,26 +62,25 @@ def job_from_proto(task: task_pb2.Task, *, trace: TraceContext | None) -> Job:
     """
     # Each read of a bytes field copies it: read each once.
     envelope_bytes, leaf_bytes, signature = task.envelope, task.leaf, task.signature
-    envelope = task_pb2.RoundEnvelope.FromString(envelope_bytes)
+    netuid, task_type, prompt, max_tokens, validator_hotkey, deadline, root = _envelope_fields(envelope_bytes)
     leaf = task_pb2.TaskLeaf.FromString(leaf_bytes)
+    # Positional, in ``Job``'s field order: a named tuple builds faster so, once per task.
     return Job(
-        task_id=leaf.task_id,
-        netuid=envelope.netuid,
-        task_type=envelope.task_type,
-        prompt=envelope.prompt,
-        max_tokens=envelope.max_tokens,
-        validator_hotkey=envelope.validator_hotkey,
-        miner_hotkey=leaf.miner_hotkey,
-        nonce=leaf.nonce,
-        deadline_unix_ms=envelope.deadline_unix_ms,
-        signed=SignedBytes(
-            public_key=signature.public_key, signature=signature.signature, payload=envelope_bytes
-        ),
-        leaf=leaf_bytes,
+        leaf.task_id,
+        netuid,
+        task_type,
+        prompt,
+        max_tokens,
+        validator_hotkey,
+        leaf.miner_hotkey,
+        leaf.nonce,
+        deadline,
+        SignedBytes(signature.public_key, signature.signature, envelope_bytes),
+        leaf_bytes,
         # A slice of the repeated field, then a tuple: half the cost of a tuple of the field.
-        proof=tuple(task.proof[:]),
-        leaves_root=envelope.leaves_root,
-        trace=trace,
+        tuple(task.proof[:]),
+        root,
+        trace,
     )
 
 
