@@ -74,7 +74,7 @@ from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Chunk
 from kubetensor.miner.permits import PermitCache
 from kubetensor.miner.service import MinerService
-from kubetensor.miner.subscriber import TaskSubscriber
+from kubetensor.miner.subscriber import REPLY_WRITE_BATCH_BYTES, TaskSubscriber
 from kubetensor.models import task
 from kubetensor.validator.rounds import OutgoingTask
 from kubetensor.validator.service import ValidatorService
@@ -115,7 +115,9 @@ async def serve(mode: str, *, count: int, nats_url: str, part: int = 0, parts: i
     subscribers: list[TaskSubscriber] = []
     if mode == "kt":
         # The miners connect as ``kubetensor.miner.__main__`` does.
-        lite = await bus.connect_lite(nats_url, name=f"bench-{mode}")
+        lite = await bus.connect_lite(
+            nats_url, name=f"bench-{mode}", write_batch_bytes=REPLY_WRITE_BATCH_BYTES
+        )
         view = metagraph(count)
         signatures = keys.VerifiedSignatures()
 

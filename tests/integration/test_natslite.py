@@ -24,6 +24,7 @@ from kubetensor.miner.permits import PermitCache
 from kubetensor.miner.service import MinerService
 from kubetensor.miner.subscriber import TaskSubscriber
 from kubetensor.sandbox.natsserver import NatsServer
+from kubetensor.sandbox.processes import http_json
 from kubetensor.sandbox.tools import Tools
 from kubetensor.validator.rounds import Outcome, OutgoingTask
 from kubetensor.validator.taskclient import MinerTaskClient
@@ -169,6 +170,24 @@ async def test_publish_refuses_once_the_outbound_buffer_is_full(nats_server: Nat
         await asyncio.sleep(0)
         await client.publish("kt.lite.full", b"x" * 100)
         await client.flush()
+    finally:
+        await client.close()
+
+
+def server_in_msgs(server: NatsServer, name: str) -> int:
+    connections = http_json(f"http://127.0.0.1:{server.monitor_port}/connz")["connections"]
+    return sum(int(c["in_msgs"]) for c in connections if c.get("name") == name)
+
+
+async def test_a_publish_that_fills_the_write_batch_is_written_at_once(nats_server: NatsServer) -> None:
+    client = await natslite.connect(nats_server.url, name="test-batch", write_batch_bytes=256)
+    try:
+        client.publish_nowait("kt.lite.batch", b"x" * 300)
+        # No await: the event loop does not turn, yet the server has the message.
+        deadline = time.monotonic() + 5
+        while server_in_msgs(nats_server, "test-batch") < 1:
+            assert time.monotonic() < deadline, "the message was not written"
+            time.sleep(0.01)  # noqa: ASYNC251 (blocking on purpose: the loop must not turn)
     finally:
         await client.close()
 

@@ -49,8 +49,16 @@ async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Clien
     return client
 
 
-async def connect_lite(url: str, *, name: str, connect_timeout: float = 5.0) -> natslite.LiteClient:
+async def connect_lite(
+    url: str, *, name: str, connect_timeout: float = 5.0, write_batch_bytes: int = 0
+) -> natslite.LiteClient:
     """A ``natslite.LiteClient`` named ``name``, for the round's hot path (the miner's task subscriber
     and the validator's task client): it too reconnects forever, one second apart, and logs every
     disconnect and reconnect under ``name``."""
-    return await natslite.connect(url, name=name, connect_timeout_s=connect_timeout, reconnect_wait_s=1.0)
+    return await natslite.connect(
+        url,
+        name=name,
+        connect_timeout_s=connect_timeout,
+        reconnect_wait_s=1.0,
+        write_batch_bytes=write_batch_bytes,
+    )

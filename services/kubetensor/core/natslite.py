@@ -11,7 +11,8 @@ line in Python; a round sends and answers thousands a second):
 * a message is parsed in ``data_received`` and handed at once to its subscription's callback, a plain
   function (it must not block: the miner's starts a task, the validator's only records the reply);
 * a publish appends to an output buffer that is written once per event-loop turn (one ``send`` per
-  burst of messages, as nats.py's flusher does, without its queue and task);
+  burst of messages, as nats.py's flusher does, without its queue and task), or at once when it holds
+  ``write_batch_bytes`` (so a reader starts on a long burst before its end);
 * it reconnects forever (``reconnect_wait_s`` between attempts over the URLs given, comma-separated),
   logging the disconnect and the reconnect, and subscribes again; a publish while disconnected raises
   ``NatsDisconnectedError`` (nats.py would buffer it: a round's task then fails at once instead of
@@ -349,6 +350,7 @@ class LiteClient:
         ping_interval_s: float,
         max_outstanding_pings: int,
         max_pending_bytes: int,
+        write_batch_bytes: int,
     ) -> None:
         if not servers:
             raise ValueError("servers: at least one NATS URL is needed")
@@ -360,6 +362,7 @@ class LiteClient:
         self._ping_interval_s = ping_interval_s
         self._max_outstanding_pings = max_outstanding_pings
         self._max_pending_bytes = max_pending_bytes
+        self._write_batch_bytes = write_batch_bytes or max_pending_bytes
         self._loop = asyncio.get_running_loop()
         self._connection: _Connection | None = None
         self._transport: asyncio.Transport | None = None
@@ -647,15 +650,21 @@ class LiteClient:
             )
         self._out.append(data)
         self._out_bytes += len(data)
-        if not self._write_scheduled:
+        if self._out_bytes >= self._write_batch_bytes:
+            # Enough for one write already: the reader gets it now, not when this loop turn ends.
+            self._write()
+        elif not self._write_scheduled:
             self._schedule_write()
 
     def _schedule_write(self) -> None:
         self._write_scheduled = True
-        self._loop.call_soon(self._write)
+        self._loop.call_soon(self._write_soon)
+
+    def _write_soon(self) -> None:
+        self._write_scheduled = False
+        self._write()
 
     def _write(self) -> None:
-        self._write_scheduled = False
         transport = self._transport
         if transport is None or not self._out:
             return
@@ -754,10 +763,12 @@ async def connect(
     ping_interval_s: float = 120.0,
     max_outstanding_pings: int = 2,
     max_pending_bytes: int = 8 * 1024 * 1024,
+    write_batch_bytes: int = 0,
 ) -> LiteClient:
     """A ``LiteClient`` connected to the first server of ``url`` (comma-separated ``nats://`` URLs) that
-    answers; NatsDisconnectedError when none does, NatsUnsupportedError/NatsServerError when a server
-    needs what this client does not do or refuses it."""
+    answers (``write_batch_bytes``: see the module doc; 0 writes once per loop turn only);
+    NatsDisconnectedError when none does, NatsUnsupportedError/NatsServerError when a server needs what
+    this client does not do or refuses it."""
     servers = [Server.parse(part) for part in url.split(",") if part.strip()]
     client = LiteClient(
         servers,
@@ -767,6 +778,7 @@ async def connect(
         ping_interval_s=ping_interval_s,
         max_outstanding_pings=max_outstanding_pings,
         max_pending_bytes=max_pending_bytes,
+        write_batch_bytes=write_batch_bytes,
     )
     await client._connect_first()
     return client

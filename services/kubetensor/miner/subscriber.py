@@ -29,6 +29,13 @@ from kubetensor.v1 import task_pb2
 
 _log = logging.getLogger(__name__)
 
+REPLY_WRITE_BATCH_BYTES = 4096
+"""The ``write_batch_bytes`` the miner connects with (``bus.connect_lite``): its answers go out every
+eight or so (a signed answer with its headers is about 480 bytes) instead of once per event-loop turn.
+A burst of tasks is answered in one turn; written in pieces, the validator checks the first answers
+while the later ones are still being made, instead of all of them after the last (the network bench's
+64-miner round: about 0.5 ms less at p50)."""
+
 STATUS_TO_PROTO: dict[Status, int] = {
     Status.OK: task_pb2.TASK_STATUS_OK,
     Status.BUSY: task_pb2.TASK_STATUS_BUSY,
