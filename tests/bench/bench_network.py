@@ -30,7 +30,8 @@ In the parent, three timings per size, each a list of rounds:
   ``send_round`` of them (N requests in waves of 32, every reply verified), as the round does it;
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
 
-The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of the requester and of
+The JSON names the NATS client each side used (``transports``) and holds p50/p99/mean in milliseconds
+for each, the CPU time per round of the requester and of
 the responder processes and of the nats-server (``cpu_ms_per_round``: where the time goes, whether it
 overlaps, and, divided by the cores, the least wall time that much work can take), and
 the ratios to raw nats.py. It also measures, in the same run, what one ed25519 signature and one
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import itertools
 import json
 import pathlib
@@ -441,6 +443,13 @@ async def run(sizes: list[int], *, rounds: int, warmup: int, processes: int = 1)
         "benchmark": "validator_fanout_round",
         "machine": support.machine(),
         "ed25519": signature_costs,
+        "transports": {
+            "kubetensor": {
+                "client": "kubetensor.core.natslite",
+                "miner_write_batch_bytes": REPLY_WRITE_BATCH_BYTES,
+            },
+            "raw_nats": {"client": "nats-py", "version": importlib.metadata.version("nats-py")},
+        },
         "cases": cases,
     }
 
