@@ -13,7 +13,8 @@ line in Python; a round sends and answers thousands a second):
 * a publish appends to an output buffer that is written once per event-loop turn (one ``send`` per
   burst of messages, as nats.py's flusher does, without its queue and task), or at once when it holds
   ``write_batch_bytes`` (so a reader starts on a long burst before its end);
-* it reconnects forever (``reconnect_wait_s`` between attempts over the URLs given, comma-separated),
+* it reconnects forever (``reconnect_wait_s`` between attempts over the URLs given, comma-separated;
+  the servers a cluster announces in its INFO are not added),
   logging the disconnect and the reconnect, and subscribes again; a publish while disconnected raises
   ``NatsDisconnectedError`` (nats.py would buffer it: a round's task then fails at once instead of
   waiting out its deadline); pings the server every ``ping_interval_s`` and drops a connection that
