@@ -9,24 +9,29 @@ K`` spreads them over K processes instead, for both methods alike: on a real net
 own process, and one process serving all N makes its one core the round's critical path):
 
 * ``kubetensor``: N real miners (``MinerService`` + ``TaskSubscriber``, permits from a ``PermitCache``,
-  replay guard, signed answers) on a trivial in-process echo engine that answers the addition prompt
-  at once (no vLLM: the engine is not what is measured); being one process, they share one
-  ``VerifiedSignatures``, so a round's envelope is verified once, as a multi-hotkey miner process does;
-* ``raw``: N nats.py subscriptions that answer every request with its own payload.
+  replay guard, signed answers; connected with ``bus.connect_lite``, the lean NATS client
+  ``kubetensor.core.natslite``, as ``kubetensor.miner.__main__`` does) on a trivial in-process echo
+  engine that answers the addition prompt at once (no vLLM: the engine is not what is measured); being
+  one process, they share one ``VerifiedSignatures``, so a round's envelope is verified once, as a
+  multi-hotkey miner process does;
+* ``raw``: N nats.py subscriptions that answer every request with its own payload (the reference: raw
+  nats.py on both ends).
 
 In the parent, three timings per size, each a list of rounds:
 
 * ``kubetensor_round``: ``ValidatorService.run_round()`` with ``sample_size=N``: metagraph read (an
   in-memory double, no gRPC), one challenge, N signed tasks sent concurrently, N replies verified and
-  scored, moving averages updated; the round's tail (state file saved with fsync on the validator's
-  writer thread, then the signed round report published) runs in the background while the next round's
-  replies are awaited (a round waits only for the tails of rounds before the previous one), so
-  back-to-back rounds still pay for the CPU it takes;
+  scored, moving averages updated (the validator's ``MinerTaskClient`` on a ``bus.connect_lite``
+  client, as ``kubetensor.validator.__main__`` connects); the round's tail (state file saved with fsync
+  on the validator's writer thread, then the signed round report published) runs in the background
+  while the next round's replies are awaited (a round waits only for the tails of rounds before the
+  previous one), so back-to-back rounds still pay for the CPU it takes;
 * ``kubetensor_fanout``: one ``MinerTaskClient.seal`` of N tasks (one signature) and one
   ``send_round`` of them (N requests in waves of 32, every reply verified), as the round does it;
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
 
-The JSON holds p50/p99/mean in milliseconds for each, the CPU time per round of the requester and of
+The JSON names the NATS client each side used (``transports``) and holds p50/p99/mean in milliseconds
+for each, the CPU time per round of the requester and of
 the responder processes and of the nats-server (``cpu_ms_per_round``: where the time goes, whether it
 overlaps, and, divided by the cores, the least wall time that much work can take), and
 the ratios to raw nats.py. It also measures, in the same run, what one ed25519 signature and one
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import itertools
 import json
 import pathlib
@@ -70,7 +76,7 @@ from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Chunk
 from kubetensor.miner.permits import PermitCache
 from kubetensor.miner.service import MinerService
-from kubetensor.miner.subscriber import TaskSubscriber
+from kubetensor.miner.subscriber import REPLY_WRITE_BATCH_BYTES, TaskSubscriber
 from kubetensor.models import task
 from kubetensor.validator.rounds import OutgoingTask
 from kubetensor.validator.service import ValidatorService
@@ -108,9 +114,12 @@ class EchoEngine:
 async def serve(mode: str, *, count: int, nats_url: str, part: int = 0, parts: int = 1) -> None:
     """Run this process's share of ``count`` responders (every ``parts``-th from ``part``) until stdin
     closes; print "ready" once subscribed."""
-    nc = await bus.connect(nats_url, name=f"bench-{mode}")
     subscribers: list[TaskSubscriber] = []
     if mode == "kt":
+        # The miners connect as ``kubetensor.miner.__main__`` does.
+        lite = await bus.connect_lite(
+            nats_url, name=f"bench-{mode}", write_batch_bytes=REPLY_WRITE_BATCH_BYTES
+        )
         view = metagraph(count)
         signatures = keys.VerifiedSignatures()
 
@@ -128,10 +137,16 @@ async def serve(mode: str, *, count: int, nats_url: str, part: int = 0, parts: i
                 max_concurrency=64,
                 signatures=signatures,
             )
-            subscriber = TaskSubscriber(nc, service)
+            subscriber = TaskSubscriber(lite, service)
             await subscriber.start()
             subscribers.append(subscriber)
-    else:
+        await lite.flush()
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await lite.close()
+        return
+    nc = await bus.connect(nats_url, name=f"bench-{mode}")
+    if mode == "raw":
 
         async def echo(msg: nats.aio.msg.Msg) -> None:
             await nc.publish(msg.reply, msg.data)
@@ -284,9 +299,11 @@ async def measure(
     processes: int = 1,
 ) -> dict[str, Any]:
     keys = miner_keys(count)
-    nc = await bus.connect(nats_url, name="bench-validator")
+    nc = await bus.connect(nats_url, name="bench-raw")
+    # The validator connects as ``kubetensor.validator.__main__`` does.
+    lite = await bus.connect_lite(nats_url, name="bench-validator")
     try:
-        sender = MinerTaskClient(nc, keypair=VALIDATOR)
+        sender = MinerTaskClient(lite, keypair=VALIDATOR)
         cpu: dict[str, dict[str, Any]] = {"kubetensor_round": {}, "kubetensor_fanout": {}, "raw_nats": {}}
         responders = Responders("kt", count=count, nats_url=nats_url, processes=processes)
         meter = CpuMeter(responders, server_pid=server_pid)
@@ -356,6 +373,7 @@ async def measure(
         finally:
             raw.close()
     finally:
+        await lite.close()
         await nc.close()
     result: dict[str, Any] = {
         "miners": count,
@@ -425,6 +443,13 @@ async def run(sizes: list[int], *, rounds: int, warmup: int, processes: int = 1)
         "benchmark": "validator_fanout_round",
         "machine": support.machine(),
         "ed25519": signature_costs,
+        "transports": {
+            "kubetensor": {
+                "client": "kubetensor.core.natslite",
+                "miner_write_batch_bytes": REPLY_WRITE_BATCH_BYTES,
+            },
+            "raw_nats": {"client": "nats-py", "version": importlib.metadata.version("nats-py")},
+        },
         "cases": cases,
     }
 

@@ -25,6 +25,10 @@ def test_bench_writes_json_with_every_method_per_size(tmp_path: pathlib.Path) ->
     assert results["ed25519"]["sign_us"] > 0
     assert results["ed25519"]["verify_us"] > 0
     assert results["ed25519"]["verify_many_64_us_per_signature"] > 0
+    # The services on their own NATS client, the baseline on nats.py.
+    assert results["transports"]["kubetensor"]["client"] == "kubetensor.core.natslite"
+    assert results["transports"]["kubetensor"]["miner_write_batch_bytes"] > 0
+    assert results["transports"]["raw_nats"]["client"] == "nats-py"
     for case in results["cases"]:
         for method in ("kubetensor_round", "kubetensor_fanout", "raw_nats"):
             assert set(case[method]) == {"p50_ms", "p99_ms", "mean_ms", "rounds", "cpu_ms_per_round"}

@@ -2,8 +2,9 @@
 
 ``connect`` returns a nats.py client that reconnects forever with a short wait and logs every
 disconnect, reconnect and asynchronous error under the caller's name, so a NATS restart shows up in
-the logs and heals itself instead of killing the service. Subjects and headers are in
-``kubetensor.core.subjects``.
+the logs and heals itself instead of killing the service. ``connect_lite`` returns the lean client of
+the core protocol (``kubetensor.core.natslite``) that the miner and the validator use for their tasks,
+which does the same. Subjects and headers are in ``kubetensor.core.subjects``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 
 import nats
 from nats.aio.client import Client
+
+from kubetensor.core import natslite
 
 _log = logging.getLogger(__name__)
 
@@ -44,3 +47,18 @@ async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Clien
     )
     connected.append(client)
     return client
+
+
+async def connect_lite(
+    url: str, *, name: str, connect_timeout: float = 5.0, write_batch_bytes: int = 0
+) -> natslite.LiteClient:
+    """A ``natslite.LiteClient`` named ``name``, for the round's hot path (the miner's task subscriber
+    and the validator's task client): it too reconnects forever, one second apart, and logs every
+    disconnect and reconnect under ``name``."""
+    return await natslite.connect(
+        url,
+        name=name,
+        connect_timeout_s=connect_timeout,
+        reconnect_wait_s=1.0,
+        write_batch_bytes=write_batch_bytes,
+    )

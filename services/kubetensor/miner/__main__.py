@@ -22,7 +22,7 @@ from kubetensor.miner.replay import open_guard
 from kubetensor.miner.service import MinerService
 from kubetensor.miner.servicer import SERVICE_NAME, create_server
 from kubetensor.miner.settings import MinerSettings
-from kubetensor.miner.subscriber import TaskSubscriber
+from kubetensor.miner.subscriber import REPLY_WRITE_BATCH_BYTES, TaskSubscriber
 
 _log = logging.getLogger("kubetensor.miner")
 
@@ -72,7 +72,11 @@ async def serve(settings: MinerSettings) -> None:
         await server.start()
         model = await engine.wait_ready(within_seconds=settings.engine_wait_seconds)
         await permits.start()
-        nc = await bus.connect(settings.nats_url, name=f"miner-{keypair.hotkey[:12]}")
+        nc = await bus.connect_lite(
+            settings.nats_url,
+            name=f"miner-{keypair.hotkey[:12]}",
+            write_batch_bytes=REPLY_WRITE_BATCH_BYTES,
+        )
         subscriber = TaskSubscriber(nc, service)
         await subscriber.start()
         await health.set_serving()

@@ -28,7 +28,9 @@ class MinerSettings(HotkeySettings):
     netuid: int = Field(default=1, ge=1, le=65_535)
     """The subnet this miner answers tasks on."""
     nats_url: str = "nats://127.0.0.1:4222"
-    """NATS server URL the tasks arrive through."""
+    """NATS server URL the tasks arrive through: ``nats://[user:password@ | token@]host:port``,
+    several comma-separated. The lite NATS client (``kubetensor.core.natslite``) does not do TLS: a
+    ``tls://`` URL, or a server that requires TLS, is refused at start."""
     consensus_address: str = "127.0.0.1:50061"
     """host:port of the subnet's consensus service (the metagraph says who holds a permit)."""
 

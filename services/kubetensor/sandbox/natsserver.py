@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,11 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, *, timeout: float = 30.0) -> NatsServer:
+    def start(self, *, timeout: float = 30.0, port: int = 0, extra_args: Sequence[str] = ()) -> NatsServer:
+        """Start on ``port`` (a free one when 0: a stopped server started again on its old port is a
+        restart), with ``extra_args`` added to nats-server's command line."""
         tools = self.tools or Tools.discover()
-        self.port, self.monitor_port = free_port(), free_port()
+        self.port, self.monitor_port = port or free_port(), free_port()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = ManagedProcess(
             name="nats-server",
@@ -42,6 +45,7 @@ class NatsServer:
                 str(self.directory / "jetstream"),
                 "--server_name",
                 "kubetensor-local",
+                *extra_args,
             ],
             log_path=self.directory / "nats-server.log",
         )

@@ -30,7 +30,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import Header
 from opentelemetry.trace import SpanKind
 
-from kubetensor.core import keys, merkle, signing, subjects, telemetry
+from kubetensor.core import keys, merkle, natslite, signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import common_pb2, task_pb2
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask, SealedTask
@@ -247,12 +247,12 @@ class _Round:
 class MinerTaskClient:
     """Sends one validator's tasks to miners and publishes its round reports."""
 
-    def __init__(self, client: Client, *, keypair: keys.Keypair) -> None:
+    def __init__(self, client: Client | natslite.LiteClient, *, keypair: keys.Keypair) -> None:
         self._client = client
         self._keypair = keypair
         self._hotkey = keypair.hotkey
         self._inbox: str | None = None
-        self._replies: Subscription | None = None
+        self._replies: Subscription | natslite.LiteSubscription | None = None
         self._waiting: dict[str, tuple[_Round, int]] = {}
         self._unverified: list[tuple[_Round, int, UnverifiedReply]] = []
         self._subjects: dict[tuple[int, str], str] = {}
@@ -383,11 +383,17 @@ class MinerTaskClient:
         """The prefix of this client's reply subjects; subscribed on first use."""
         if self._inbox is None:
             prefix = f"{self._client.new_inbox()}."
-            self._replies = await self._client.subscribe(f"{prefix}*", cb=self._on_reply)
+            if isinstance(self._client, natslite.LiteClient):
+                self._replies = await self._client.subscribe(f"{prefix}*", cb=self._on_reply_now)
+            else:
+                self._replies = await self._client.subscribe(f"{prefix}*", cb=self._on_reply)
             self._inbox = prefix
         return self._inbox
 
     async def _on_reply(self, msg: Msg) -> None:
+        self._on_reply_now(msg)
+
+    def _on_reply_now(self, msg: Msg | natslite.Message) -> None:
         waiting = self._waiting.get(msg.subject)
         if waiting is None:
             return  # late (after its round's deadline) or not ours
@@ -407,8 +413,8 @@ class MinerTaskClient:
             pending.settle(index, checked)
             return
         if not self._unverified:
-            # nats.py hands a subscription every message it has parsed without yielding in between (and
-            # this callback never awaits), so the group check runs once the burst has been taken.
+            # Both clients hand a subscription every message they parsed from one read without yielding in
+            # between (and this callback never awaits), so the group check runs once the burst is taken.
             asyncio.get_running_loop().call_soon(self._verify_unverified)
         self._unverified.append((pending, index, checked))
 
@@ -441,7 +447,9 @@ class MinerTaskClient:
         _log.exception("checking the reply of task %s failed", pending.tasks[index].task.task_id)
         return Reply(Outcome.FAILED, latency_s, detail=f"checking the reply failed: {error}")
 
-    def _prechecked(self, msg: Msg, *, task: OutgoingTask, latency_s: float) -> Reply | UnverifiedReply:
+    def _prechecked(
+        self, msg: Msg | natslite.Message, *, task: OutgoingTask, latency_s: float
+    ) -> Reply | UnverifiedReply:
         return precheck_reply(
             msg.data,
             task=task,
@@ -450,7 +458,7 @@ class MinerTaskClient:
             trace=TraceContext.from_headers(msg.headers),
         )
 
-    def _checked(self, msg: Msg, *, task: OutgoingTask, latency_s: float) -> Reply:
+    def _checked(self, msg: Msg | natslite.Message, *, task: OutgoingTask, latency_s: float) -> Reply:
         checked = self._prechecked(msg, task=task, latency_s=latency_s)
         if isinstance(checked, Reply):
             return checked

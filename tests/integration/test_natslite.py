@@ -1,0 +1,366 @@
+"""``kubetensor.core.natslite.LiteClient`` against a real nats-server (and with nats.py on the other end):
+publish/subscribe with headers, queue groups, requests and no-responders, a server restart, credentials
+and refusals; and a validator's round to miners that both use it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import nats.errors
+import pytest
+from kubetensor.core import bus, keys, natslite
+from kubetensor.core.keys import Keypair
+from kubetensor.core.metagraphview import MetagraphView
+from kubetensor.core.natslite import Message
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.miner.jobs import Chunk
+from kubetensor.miner.permits import PermitCache
+from kubetensor.miner.service import MinerService
+from kubetensor.miner.subscriber import TaskSubscriber
+from kubetensor.sandbox.natsserver import NatsServer
+from kubetensor.sandbox.processes import http_json
+from kubetensor.sandbox.tools import Tools
+from kubetensor.validator.rounds import Outcome, OutgoingTask
+from kubetensor.validator.taskclient import MinerTaskClient
+
+from tests.bench.support import NETUID, metagraph
+from tests.network_support import answer_for, keypair
+
+VALIDATOR = keypair(90)
+MINERS = [keypair(91 + i) for i in range(3)]
+
+
+@pytest.fixture
+async def lite(nats_server: NatsServer) -> AsyncIterator[natslite.LiteClient]:
+    client = await bus.connect_lite(nats_server.url, name="test-lite")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def natspy(nats_server: NatsServer) -> AsyncIterator[nats.aio.client.Client]:
+    client = await nats.connect(nats_server.url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def until(condition: object, *, within: float = 5.0) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
+
+
+async def test_publish_reaches_a_subscriber_with_its_headers_both_ways(
+    lite: natslite.LiteClient, natspy: nats.aio.client.Client
+) -> None:
+    from_natspy: list[Message] = []
+    await lite.subscribe("kt.lite.in", cb=from_natspy.append)
+    await lite.flush()
+    await natspy.publish("kt.lite.in", b"one", reply="kt.lite.reply", headers={"traceparent": "00-x"})
+    await natspy.publish("kt.lite.in", b"two")
+    await until(lambda: len(from_natspy) == 2)
+    assert from_natspy[0] == Message("kt.lite.in", "kt.lite.reply", b"one", {"traceparent": "00-x"})
+    assert from_natspy[1] == Message("kt.lite.in", "", b"two", None)
+
+    to_natspy: list[nats.aio.msg.Msg] = []
+
+    async def keep(msg: nats.aio.msg.Msg) -> None:
+        to_natspy.append(msg)
+
+    await natspy.subscribe("kt.lite.out", cb=keep)
+    # nats.py's flush can overtake its own SUB (its PING is written at once, the SUB by its flusher):
+    # probe until the subscription is live on the server.
+    while not to_natspy:
+        await lite.publish("kt.lite.out", b"probe")
+        await asyncio.sleep(0.01)
+    await lite.publish("kt.lite.out", b"\x00\r\nbinary", headers={"kt-message-type": "Task", "a": "b c"})
+    await lite.publish("kt.lite.out", b"", reply="kt.lite.r")
+    await until(lambda: sum(m.data != b"probe" for m in to_natspy) == 2)
+    to_natspy[:] = [m for m in to_natspy if m.data != b"probe"]
+    assert to_natspy[0].data == b"\x00\r\nbinary"
+    assert to_natspy[0].headers == {"kt-message-type": "Task", "a": "b c"}
+    assert (to_natspy[1].data, to_natspy[1].reply) == (b"", "kt.lite.r")
+
+
+async def test_a_queue_group_gets_each_message_once_and_unsubscribe_stops_delivery(
+    lite: natslite.LiteClient,
+) -> None:
+    first: list[Message] = []
+    second: list[Message] = []
+    sub = await lite.subscribe("kt.lite.q", "workers", cb=first.append)
+    await lite.subscribe("kt.lite.q", "workers", cb=second.append)
+    await lite.flush()
+    for i in range(50):
+        await lite.publish("kt.lite.q", str(i).encode())
+    await lite.flush()
+    await until(lambda: len(first) + len(second) == 50)
+    assert sorted(int(m.data) for m in first + second) == list(range(50))
+    await sub.unsubscribe()
+    await lite.flush()
+    seen = len(first)
+    for _ in range(10):
+        await lite.publish("kt.lite.q", b"after")
+    await until(lambda: len(first) + len(second) == 60)
+    assert len(first) == seen
+
+
+async def test_request_gets_its_reply_or_no_responders_or_a_timeout(
+    lite: natslite.LiteClient, natspy: nats.aio.client.Client
+) -> None:
+    async def echo(msg: nats.aio.msg.Msg) -> None:
+        await natspy.publish(msg.reply, msg.data.upper(), headers=msg.headers)
+
+    async def silent(msg: nats.aio.msg.Msg) -> None:
+        pass
+
+    await natspy.subscribe("kt.lite.echo", cb=echo)
+    await natspy.subscribe("kt.lite.silent", cb=silent)
+    # nats.py's flush can overtake its own SUBs: ask until the echo answers.
+    for attempt in range(100):
+        try:
+            await lite.request("kt.lite.echo", b"probe", timeout=5)
+            break
+        except nats.errors.NoRespondersError:
+            assert attempt < 99, "the echo never subscribed"
+            await asyncio.sleep(0.01)
+    replies = await asyncio.gather(
+        *(
+            lite.request("kt.lite.echo", f"ping{i}".encode(), timeout=5, headers={"n": str(i)})
+            for i in range(20)
+        )
+    )
+    assert [(r.data, r.headers) for r in replies] == [(f"PING{i}".encode(), {"n": str(i)}) for i in range(20)]
+    with pytest.raises(nats.errors.NoRespondersError):
+        await lite.request("kt.lite.nobody", b"x", timeout=5)
+    with pytest.raises(nats.errors.TimeoutError):
+        await lite.request("kt.lite.silent", b"x", timeout=0.2)
+    assert lite._requests == {}
+
+
+async def test_publish_refuses_an_oversized_payload_and_a_bad_subject(lite: natslite.LiteClient) -> None:
+    with pytest.raises(ValueError, match="at most"):
+        await lite.publish("kt.lite.big", b"x" * (lite.max_payload + 1))
+    with pytest.raises(ValueError, match="whitespace"):
+        await lite.publish("kt lite", b"x")
+    with pytest.raises(ValueError, match="header"):
+        await lite.publish("kt.lite", b"x", headers={"a": "b\r\nPUB x 1"})
+
+
+async def test_publish_refuses_once_the_outbound_buffer_is_full(nats_server: NatsServer) -> None:
+    client = await natslite.connect(nats_server.url, name="test-full", max_pending_bytes=4096)
+    try:
+        # Each message is 124 bytes ("PUB kt.lite.full 100", CRLF, the payload, CRLF): 33 fit in 4096.
+        for _ in range(33):
+            client.publish_nowait("kt.lite.full", b"x" * 100)
+        with pytest.raises(natslite.OutboundBufferFullError):
+            client.publish_nowait("kt.lite.full", b"x" * 100)
+        # Once written out, there is room again.
+        await asyncio.sleep(0)
+        await client.publish("kt.lite.full", b"x" * 100)
+        await client.flush()
+    finally:
+        await client.close()
+
+
+def server_in_msgs(server: NatsServer, name: str) -> int:
+    connections = http_json(f"http://127.0.0.1:{server.monitor_port}/connz")["connections"]
+    return sum(int(c["in_msgs"]) for c in connections if c.get("name") == name)
+
+
+async def test_a_publish_that_fills_the_write_batch_is_written_at_once(nats_server: NatsServer) -> None:
+    client = await natslite.connect(nats_server.url, name="test-batch", write_batch_bytes=256)
+    try:
+        client.publish_nowait("kt.lite.batch", b"x" * 300)
+        # No await: the event loop does not turn, yet the server has the message.
+        deadline = time.monotonic() + 5
+        while server_in_msgs(nats_server, "test-batch") < 1:
+            assert time.monotonic() < deadline, "the message was not written"
+            time.sleep(0.01)  # noqa: ASYNC251 (blocking on purpose: the loop must not turn)
+    finally:
+        await client.close()
+
+
+async def test_a_server_restart_is_logged_and_healed_with_subscriptions_renewed(
+    tools: Tools, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kubetensor.core.natslite")
+    server = NatsServer(tmp_path / "nats", tools=tools).start()
+    client = await natslite.connect(server.url, name="test-restart", reconnect_wait_s=0.1)
+    try:
+        received: list[Message] = []
+        await client.subscribe("kt.lite.restart", cb=received.append)
+        await client.flush()
+        port = server.port
+        server.stop()
+        await until(lambda: not client.is_connected)
+        with pytest.raises(natslite.NatsDisconnectedError):
+            await client.publish("kt.lite.restart", b"lost")
+        server.start(port=port)
+        await until(lambda: client.is_connected, within=15)
+        await client.publish("kt.lite.restart", b"back")
+        await until(lambda: [m.data for m in received] == [b"back"])
+        messages = [record.getMessage() for record in caplog.records]
+        assert any("test-restart: disconnected from NATS" in m for m in messages)
+        assert any("test-restart: reconnected to NATS" in m for m in messages)
+    finally:
+        await client.close()
+        server.stop()
+    assert client.is_closed
+    with pytest.raises(natslite.NatsDisconnectedError):
+        await client.publish("kt.lite.restart", b"closed")
+
+
+@pytest.fixture
+def auth_server(tools: Tools, tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats", tools=tools).start(extra_args=["--user", "kt", "--pass", "s3cret"])
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_credentials_in_the_url_are_used_and_refusals_are_clear(auth_server: NatsServer) -> None:
+    with pytest.raises(natslite.NatsUnsupportedError, match="requires authentication"):
+        await natslite.connect(auth_server.url, name="test-noauth")
+    with pytest.raises(natslite.NatsServerError, match="Authorization Violation"):
+        await natslite.connect(f"nats://kt:wrong@127.0.0.1:{auth_server.port}", name="test-badauth")
+    client = await natslite.connect(f"nats://kt:s3cret@127.0.0.1:{auth_server.port}", name="test-auth")
+    try:
+        got: list[Message] = []
+        await client.subscribe("kt.lite.auth", cb=got.append)
+        await client.publish("kt.lite.auth", b"in")
+        await until(lambda: len(got) == 1)
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def fake_server(info: dict[str, object], *, answer_pings: int) -> AsyncIterator[tuple[int, list[int]]]:
+    """A TCP server that sends ``info`` to each connection and answers its first ``answer_pings`` PINGs
+    only; yields its port and the number of connections so far (in a list)."""
+    connections = [0]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections[0] += 1
+        import json
+
+        writer.write(b"INFO " + json.dumps(info).encode() + b"\r\n")
+        answered = 0
+        try:
+            while line := await reader.readline():
+                if line.startswith(b"PING") and answered < answer_pings:
+                    answered += 1
+                    writer.write(b"PONG\r\n")
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], connections
+    finally:
+        server.close()
+
+
+async def test_a_server_that_requires_tls_is_refused() -> None:
+    async with fake_server({"server_id": "x", "headers": True, "tls_required": True}, answer_pings=1) as (
+        port,
+        _,
+    ):
+        with pytest.raises(natslite.NatsUnsupportedError, match="TLS"):
+            await natslite.connect(f"nats://127.0.0.1:{port}", name="test-tls")
+
+
+async def test_a_connection_whose_pings_go_unanswered_is_dropped_and_made_again() -> None:
+    async with fake_server({"server_id": "x", "headers": True}, answer_pings=1) as (port, connections):
+        client = await natslite.connect(
+            f"nats://127.0.0.1:{port}", name="test-stale", ping_interval_s=0.05, reconnect_wait_s=0.05
+        )
+        try:
+            await until(lambda: connections[0] >= 2)
+        finally:
+            await client.close()
+
+
+# -- a round over the lite client on both sides -------------------------------------------------------
+
+
+class EchoEngine:
+    async def stream(
+        self, *, prompt: str, max_tokens: int, temperature: float, trace: TraceContext | None = None
+    ) -> AsyncIterator[Chunk]:
+        yield Chunk(text=answer_for(prompt))
+        yield Chunk(text="", finish_reason="stop", completion_tokens=2)
+
+
+async def running_miners(client: natslite.LiteClient, miners: list[Keypair]) -> list[TaskSubscriber]:
+    view = metagraph(validator=VALIDATOR.hotkey, miners=(m.hotkey for m in MINERS))
+
+    async def fetch() -> MetagraphView:
+        return view
+
+    subscribers = []
+    signatures = keys.VerifiedSignatures()
+    for miner in miners:
+        permits = PermitCache(fetch, netuid=NETUID, refresh_seconds=3600)
+        await permits.refresh()
+        service = MinerService(
+            keypair=miner, netuid=NETUID, engine=EchoEngine(), permits=permits, signatures=signatures
+        )
+        subscriber = TaskSubscriber(client, service)
+        await subscriber.start()
+        subscribers.append(subscriber)
+    return subscribers
+
+
+def round_tasks(nonce: int) -> list[OutgoingTask]:
+    deadline = time.time_ns() // 1_000_000 + 5_000
+    return [
+        OutgoingTask(
+            task_id=f"task-{nonce}-{i}",
+            netuid=NETUID,
+            task_type="addition",
+            prompt="47+85=",
+            max_tokens=6,
+            miner_hotkey=miner.hotkey,
+            nonce=nonce + i,
+            deadline_unix_ms=deadline,
+        )
+        for i, miner in enumerate(MINERS)
+    ]
+
+
+async def test_a_round_over_lite_clients_is_answered_signed_and_traced(nats_server: NatsServer) -> None:
+    miners_nc = await bus.connect_lite(nats_server.url, name="test-miners")
+    validator_nc = await bus.connect_lite(nats_server.url, name="test-validator")
+    try:
+        # The last miner is not running: its task finds no responders.
+        subscribers = await running_miners(miners_nc, MINERS[:-1])
+        await miners_nc.flush()
+        sender = MinerTaskClient(validator_nc, keypair=VALIDATOR)
+        trace = TraceContext.start()
+        replies = await sender.send_round(sender.seal(round_tasks(1)), timeout_s=5, trace=trace)
+        assert [r.outcome for r in replies] == [Outcome.OK, Outcome.OK, Outcome.NO_RESPONDERS]
+        assert [r.completion for r in replies[:2]] == [answer_for("47+85=")] * 2
+        assert all(r.trace is not None and r.trace.trace_id == trace.trace_id for r in replies[:2])
+        # The same task again is a replay, refused; one task on its own goes as a request.
+        [again, *_] = sender.seal(round_tasks(1))
+        assert (await sender.send(again, timeout_s=5, trace=trace)).outcome is Outcome.REFUSED
+        [fresh, *_] = sender.seal(round_tasks(100))
+        assert (await sender.send(fresh, timeout_s=5, trace=trace)).outcome is Outcome.OK
+        for subscriber in subscribers:
+            await subscriber.stop(grace=1)
+    finally:
+        await validator_nc.close()
+        await miners_nc.close()
