@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
+import nats.aio.client
+import nats.aio.msg
 import nats.errors
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from kubetensor.core import bus, keys, natslite
 from kubetensor.core.keys import Keypair
 from kubetensor.core.metagraphview import MetagraphView
@@ -364,3 +372,66 @@ async def test_a_round_over_lite_clients_is_answered_signed_and_traced(nats_serv
     finally:
         await validator_nc.close()
         await miners_nc.close()
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA (certificate file, key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubetensor test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "server.crt", folder / "server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_services_fall_back_to_nats_py_for_tasks_on_a_tls_server(
+    tools: Tools, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, logger="kubetensor.core.bus")
+    cert, key = self_signed_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # nats.py's default TLS context trusts it then
+    server = NatsServer(tmp_path / "nats", tools=tools).start(
+        extra_args=["--tls", "--tlscert", str(cert), "--tlskey", str(key)]
+    )
+    try:
+        # tls:// is refused by the lean client from the URL; nats:// by the server's INFO (tls_required).
+        for url in (f"tls://127.0.0.1:{server.port}", server.url):
+            client = await bus.connect_tasks(url, name="test-tls")
+            try:
+                assert isinstance(client, nats.aio.client.Client)
+
+                async def echo(msg: nats.aio.msg.Msg) -> None:
+                    await msg.respond(msg.data)
+
+                await client.subscribe("kt.tls.echo", cb=echo)
+                reply = await client.request("kt.tls.echo", b"over tls", timeout=5)
+                assert reply.data == b"over tls"
+            finally:
+                await client.close()
+    finally:
+        server.stop()
+    fallbacks = [
+        r.getMessage() for r in caplog.records if "using nats.py for tasks instead" in r.getMessage()
+    ]
+    assert len(fallbacks) == 2
+    assert "tls://" in fallbacks[0]
+    assert "requires TLS" in fallbacks[1]

@@ -3,8 +3,10 @@
 ``connect`` returns a nats.py client that reconnects forever with a short wait and logs every
 disconnect, reconnect and asynchronous error under the caller's name, so a NATS restart shows up in
 the logs and heals itself instead of killing the service. ``connect_lite`` returns the lean client of
-the core protocol (``kubetensor.core.natslite``) that the miner and the validator use for their tasks,
-which does the same. Subjects and headers are in ``kubetensor.core.subjects``.
+the core protocol (``kubetensor.core.natslite``), which does the same; ``connect_tasks`` is what the
+miner and the validator use for their tasks: the lean client, or nats.py where the lean one cannot go
+(a ``tls://`` URL, a server that requires TLS or credentials other than a user/password or token).
+Subjects and headers are in ``kubetensor.core.subjects``.
 """
 
 from __future__ import annotations
@@ -62,3 +64,17 @@ async def connect_lite(
         reconnect_wait_s=1.0,
         write_batch_bytes=write_batch_bytes,
     )
+
+
+async def connect_tasks(
+    url: str, *, name: str, connect_timeout: float = 5.0, write_batch_bytes: int = 0
+) -> natslite.LiteClient | Client:
+    """The client for a service's tasks: ``connect_lite``'s, else (``NatsUnsupportedError``) nats.py's,
+    with one log line that says why, so TLS keeps working at nats.py's speed."""
+    try:
+        return await connect_lite(
+            url, name=name, connect_timeout=connect_timeout, write_batch_bytes=write_batch_bytes
+        )
+    except natslite.NatsUnsupportedError as error:
+        _log.info("%s: %s; using nats.py for tasks instead", name, error)
+        return await connect(url, name=name, connect_timeout=connect_timeout)

@@ -72,7 +72,7 @@ async def serve(settings: MinerSettings) -> None:
         await server.start()
         model = await engine.wait_ready(within_seconds=settings.engine_wait_seconds)
         await permits.start()
-        nc = await bus.connect_lite(
+        nc = await bus.connect_tasks(
             settings.nats_url,
             name=f"miner-{keypair.hotkey[:12]}",
             write_batch_bytes=REPLY_WRITE_BATCH_BYTES,

@@ -49,7 +49,7 @@ async def serve(settings: ValidatorSettings) -> None:
     stopping = asyncio.Event()
     endpoint = None
     try:
-        nc = await bus.connect_lite(settings.nats_url, name=f"validator-{keypair.hotkey[:12]}")
+        nc = await bus.connect_tasks(settings.nats_url, name=f"validator-{keypair.hotkey[:12]}")
         service = ValidatorService(
             hotkey=keypair.hotkey,
             netuid=settings.netuid,
