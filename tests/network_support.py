@@ -20,11 +20,13 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 
 from kubetensor.core.keys import Keypair
 from kubetensor.models import task
+from kubetensor.validator.rounds import OutgoingTask
 
 from tests import polling
 
@@ -34,6 +36,26 @@ TAO = 10**9
 def keypair(seed: int) -> Keypair:
     """A deterministic key pair (seed byte repeated)."""
     return Keypair(bytes([seed]) * 32)
+
+
+def addition_round(
+    miners: Iterable[Keypair], *, netuid: int, nonce: int, deadline_s: float = 5.0
+) -> list[OutgoingTask]:
+    """One task "47+85=" per miner, nonces ``nonce``, ``nonce + 1``, ..., due in ``deadline_s``."""
+    deadline = time.time_ns() // 1_000_000 + round(deadline_s * 1000)
+    return [
+        OutgoingTask(
+            task_id=f"task-{nonce}-{i}",
+            netuid=netuid,
+            task_type="addition",
+            prompt="47+85=",
+            max_tokens=6,
+            miner_hotkey=miner.hotkey,
+            nonce=nonce + i,
+            deadline_unix_ms=deadline,
+        )
+        for i, miner in enumerate(miners)
+    ]
 
 
 def answer_for(prompt: str) -> str:

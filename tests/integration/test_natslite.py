@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,10 +16,6 @@ import nats.aio.client
 import nats.aio.msg
 import nats.errors
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubetensor.core import bus, keys, natslite
 from kubetensor.core.keys import Keypair
 from kubetensor.core.metagraphview import MetagraphView
@@ -31,14 +25,15 @@ from kubetensor.miner.jobs import Chunk
 from kubetensor.miner.permits import PermitCache
 from kubetensor.miner.service import MinerService
 from kubetensor.miner.subscriber import TaskSubscriber
+from kubetensor.sandbox import pki
 from kubetensor.sandbox.natsserver import NatsServer
 from kubetensor.sandbox.processes import http_json
 from kubetensor.sandbox.tools import Tools
-from kubetensor.validator.rounds import Outcome, OutgoingTask
+from kubetensor.validator.rounds import Outcome
 from kubetensor.validator.taskclient import MinerTaskClient
 
 from tests.bench.support import NETUID, metagraph
-from tests.network_support import answer_for, keypair
+from tests.network_support import addition_round, answer_for, keypair
 
 VALIDATOR = keypair(90)
 MINERS = [keypair(91 + i) for i in range(3)]
@@ -332,23 +327,6 @@ async def running_miners(client: natslite.LiteClient, miners: list[Keypair]) -> 
     return subscribers
 
 
-def round_tasks(nonce: int) -> list[OutgoingTask]:
-    deadline = time.time_ns() // 1_000_000 + 5_000
-    return [
-        OutgoingTask(
-            task_id=f"task-{nonce}-{i}",
-            netuid=NETUID,
-            task_type="addition",
-            prompt="47+85=",
-            max_tokens=6,
-            miner_hotkey=miner.hotkey,
-            nonce=nonce + i,
-            deadline_unix_ms=deadline,
-        )
-        for i, miner in enumerate(MINERS)
-    ]
-
-
 async def test_a_round_over_lite_clients_is_answered_signed_and_traced(nats_server: NatsServer) -> None:
     miners_nc = await bus.connect_lite(nats_server.url, name="test-miners")
     validator_nc = await bus.connect_lite(nats_server.url, name="test-validator")
@@ -358,14 +336,16 @@ async def test_a_round_over_lite_clients_is_answered_signed_and_traced(nats_serv
         await miners_nc.flush()
         sender = MinerTaskClient(validator_nc, keypair=VALIDATOR)
         trace = TraceContext.start()
-        replies = await sender.send_round(sender.seal(round_tasks(1)), timeout_s=5, trace=trace)
+        replies = await sender.send_round(
+            sender.seal(addition_round(MINERS, netuid=NETUID, nonce=1)), timeout_s=5, trace=trace
+        )
         assert [r.outcome for r in replies] == [Outcome.OK, Outcome.OK, Outcome.NO_RESPONDERS]
         assert [r.completion for r in replies[:2]] == [answer_for("47+85=")] * 2
         assert all(r.trace is not None and r.trace.trace_id == trace.trace_id for r in replies[:2])
         # The same task again is a replay, refused; one task on its own goes as a request.
-        [again, *_] = sender.seal(round_tasks(1))
+        [again, *_] = sender.seal(addition_round(MINERS, netuid=NETUID, nonce=1))
         assert (await sender.send(again, timeout_s=5, trace=trace)).outcome is Outcome.REFUSED
-        [fresh, *_] = sender.seal(round_tasks(100))
+        [fresh, *_] = sender.seal(addition_round(MINERS, netuid=NETUID, nonce=100))
         assert (await sender.send(fresh, timeout_s=5, trace=trace)).outcome is Outcome.OK
         for subscriber in subscribers:
             await subscriber.stop(grace=1)
@@ -374,43 +354,21 @@ async def test_a_round_over_lite_clients_is_answered_signed_and_traced(nats_serv
         await miners_nc.close()
 
 
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that is its own CA (certificate file, key file)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubetensor test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "server.crt", folder / "server.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_services_fall_back_to_nats_py_for_tasks_on_a_tls_server(
     tools: Tools, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, logger="kubetensor.core.bus")
-    cert, key = self_signed_certificate(tmp_path)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # nats.py's default TLS context trusts it then
+    # The sandbox's CA and its server certificate for 127.0.0.1 (made for the control plane).
+    certificates = pki.create(tmp_path / "pki", clients={})
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca_cert))  # nats.py's default TLS context trusts it
     server = NatsServer(tmp_path / "nats", tools=tools).start(
-        extra_args=["--tls", "--tlscert", str(cert), "--tlskey", str(key)]
+        extra_args=[
+            "--tls",
+            "--tlscert",
+            str(certificates.apiserver_cert),
+            "--tlskey",
+            str(certificates.apiserver_key),
+        ]
     )
     try:
         # tls:// is refused by the lean client from the URL; nats:// by the server's INFO (tls_required).

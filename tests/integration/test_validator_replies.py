@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import nats
@@ -20,10 +19,10 @@ from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.sandbox.natsserver import NatsServer
 from kubetensor.v1 import task_pb2
-from kubetensor.validator.rounds import Outcome, OutgoingTask, SealedTask
+from kubetensor.validator.rounds import Outcome, SealedTask
 from kubetensor.validator.taskclient import MinerTaskClient
 
-from tests.network_support import keypair
+from tests.network_support import addition_round, keypair
 
 NETUID = 1
 VALIDATOR = keypair(31)
@@ -163,22 +162,7 @@ def groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def a_round(sender: MinerTaskClient, *, nonce: int) -> list[SealedTask]:
-    deadline = time.time_ns() // 1_000_000 + 5_000
-    return sender.seal(
-        [
-            OutgoingTask(
-                task_id=f"task-{nonce}-{i}",
-                netuid=NETUID,
-                task_type="addition",
-                prompt="47+85=",
-                max_tokens=6,
-                miner_hotkey=miner.hotkey,
-                nonce=nonce + i,
-                deadline_unix_ms=deadline,
-            )
-            for i, miner in enumerate(MINERS)
-        ]
-    )
+    return sender.seal(addition_round(MINERS, netuid=NETUID, nonce=nonce))
 
 
 async def test_send_round_settles_exactly_the_bad_replies_when_verified_as_a_group(
