@@ -33,11 +33,10 @@ _log = logging.getLogger(__name__)
 class ReplayGuard:
     """The (validator hotkey, nonce) pairs whose deadline has not passed yet."""
 
-    def __init__(
-        self, *, capacity: int = 1_000_000, sweep_ms: int = 1_000, journal: ReplayJournal | None = None
-    ) -> None:
+    def __init__(self, *, capacity: int = 1_000_000, sweep_ms: int = 1_000) -> None:
         self._capacity = capacity
-        self._journal = journal
+        self._journal: ReplayJournal | None = None
+        """Set by ``restore``: from then on every admitted pair is appended to it."""
         self._sweep_ms = sweep_ms
         # pair -> its deadline; pairs whose deadline passed stay until the next sweep, as forgotten
         self._seen: dict[tuple[str, int], int] = {}

@@ -29,8 +29,8 @@ class MinerSettings(HotkeySettings):
     """The subnet this miner answers tasks on."""
     nats_url: str = "nats://127.0.0.1:4222"
     """NATS server URL the tasks arrive through: ``nats://[user:password@ | token@]host:port``,
-    several comma-separated. The lite NATS client (``kubetensor.core.natslite``) does not do TLS: a
-    ``tls://`` URL, or a server that requires TLS, is refused at start."""
+    several comma-separated. Tasks go through the lean client (``kubetensor.core.natslite``); for a
+    ``tls://`` URL or a server that requires TLS, through nats.py (``bus.connect_tasks``)."""
     consensus_address: str = "127.0.0.1:50061"
     """host:port of the subnet's consensus service (the metagraph says who holds a permit)."""
 

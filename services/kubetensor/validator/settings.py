@@ -29,8 +29,8 @@ class ValidatorSettings(HotkeySettings):
     """The subnet this validator scores."""
     nats_url: str = "nats://127.0.0.1:4222"
     """NATS server URL tasks go out through: ``nats://[user:password@ | token@]host:port``,
-    several comma-separated. The lite NATS client (``kubetensor.core.natslite``) does not do TLS: a
-    ``tls://`` URL, or a server that requires TLS, is refused at start."""
+    several comma-separated. Tasks go through the lean client (``kubetensor.core.natslite``); for a
+    ``tls://`` URL or a server that requires TLS, through nats.py (``bus.connect_tasks``)."""
     consensus_address: str = "127.0.0.1:50061"
     """host:port of the subnet's consensus service (metagraph in, weights out)."""
 
