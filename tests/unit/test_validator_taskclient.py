@@ -32,7 +32,9 @@ class RecordingClient:
     def new_inbox(self) -> str:
         return "_INBOX.test"
 
-    async def subscribe(self, subject: str, *, cb: Callable[[Any], Awaitable[None]]) -> object:
+    async def subscribe(
+        self, subject: str, *, queue: str = "", cb: Callable[[Any], Awaitable[None]]
+    ) -> object:
         self.subscribed = subject
         return object()
 

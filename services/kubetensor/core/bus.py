@@ -6,15 +6,19 @@ the logs and heals itself instead of killing the service. ``connect_lite`` retur
 the core protocol (``kubetensor.core.natslite``), which does the same; ``connect_tasks`` is what the
 miner and the validator use for their tasks: the lean client, or nats.py where the lean one cannot go
 (a ``tls://`` URL, a server that requires TLS or credentials other than a user/password or token).
-Subjects and headers are in ``kubetensor.core.subjects``.
+``subscribe`` gives either client's subscription a plain callback. Subjects and headers are in
+``kubetensor.core.subjects``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from kubetensor.core import natslite
 
@@ -78,3 +82,21 @@ async def connect_tasks(
     except natslite.NatsUnsupportedError as error:
         _log.info("%s: %s; using nats.py for tasks instead", name, error)
         return await connect(url, name=name, connect_timeout=connect_timeout)
+
+
+async def subscribe(
+    client: natslite.LiteClient | Client,
+    subject: str,
+    *,
+    queue: str = "",
+    cb: Callable[[Msg | natslite.Message], None],
+) -> natslite.LiteSubscription | Subscription:
+    """Subscribe ``cb``, a plain function that must return at once, with either client: the lean one
+    calls it in its read path; nats.py, which wants a coroutine function, through a wrapper."""
+    if isinstance(client, natslite.LiteClient):
+        return await client.subscribe(subject, queue, cb=cb)
+
+    async def wrapped(msg: Msg) -> None:
+        cb(msg)
+
+    return await client.subscribe(subject, queue=queue, cb=wrapped)

@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry.trace import SpanKind
 
-from kubetensor.core import keys, natslite, signing, subjects, telemetry
+from kubetensor.core import bus, keys, natslite, signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Answer, Job, SignedBytes, Status
 from kubetensor.miner.service import MinerService
@@ -148,11 +148,9 @@ class TaskSubscriber:
         # Kept for the message callbacks, which run on this loop: asking for the running loop costs a
         # system call (asyncio checks the process id) on every message.
         self._loop = asyncio.get_running_loop()
-        queue = subjects.miner_queue(self._service.hotkey)
-        if isinstance(self._client, natslite.LiteClient):
-            self._subscription = await self._client.subscribe(self.subject, queue, cb=self._on_message_now)
-        else:
-            self._subscription = await self._client.subscribe(self.subject, queue=queue, cb=self._on_message)
+        self._subscription = await bus.subscribe(
+            self._client, self.subject, queue=subjects.miner_queue(self._service.hotkey), cb=self._on_message
+        )
         await self._client.flush()
 
     async def stop(self, *, grace: float) -> None:
@@ -167,10 +165,7 @@ class TaskSubscriber:
         # A task cancelled before it ever ran never took itself out.
         self._handlers.clear()
 
-    async def _on_message(self, msg: Msg) -> None:
-        self._on_message_now(msg)
-
-    def _on_message_now(self, msg: Msg | natslite.Message) -> None:
+    def _on_message(self, msg: Msg | natslite.Message) -> None:
         # ``_handle`` takes its task out of ``_handlers`` itself: a done callback would cost a loop turn.
         assert self._loop is not None
         self._handlers.add(self._loop.create_task(self._handle(msg)))

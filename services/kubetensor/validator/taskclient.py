@@ -30,7 +30,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import Header
 from opentelemetry.trace import SpanKind
 
-from kubetensor.core import keys, merkle, natslite, signing, subjects, telemetry
+from kubetensor.core import bus, keys, merkle, natslite, signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import common_pb2, task_pb2
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask, SealedTask
@@ -383,17 +383,11 @@ class MinerTaskClient:
         """The prefix of this client's reply subjects; subscribed on first use."""
         if self._inbox is None:
             prefix = f"{self._client.new_inbox()}."
-            if isinstance(self._client, natslite.LiteClient):
-                self._replies = await self._client.subscribe(f"{prefix}*", cb=self._on_reply_now)
-            else:
-                self._replies = await self._client.subscribe(f"{prefix}*", cb=self._on_reply)
+            self._replies = await bus.subscribe(self._client, f"{prefix}*", cb=self._on_reply)
             self._inbox = prefix
         return self._inbox
 
-    async def _on_reply(self, msg: Msg) -> None:
-        self._on_reply_now(msg)
-
-    def _on_reply_now(self, msg: Msg | natslite.Message) -> None:
+    def _on_reply(self, msg: Msg | natslite.Message) -> None:
         waiting = self._waiting.get(msg.subject)
         if waiting is None:
             return  # late (after its round's deadline) or not ours
