@@ -37,12 +37,11 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,8 @@ for _path in (REPO / "services", REPO / "operator"):
 
 from kubetensor.miner.completions import CompletionsClient  # noqa: E402
 from kubetensor.models import task  # noqa: E402
+from kubetensor.sandbox.errors import ProcessStartError  # noqa: E402
+from kubetensor.sandbox.processes import ManagedProcess, free_port, group_members, http_ok  # noqa: E402
 from kubetensor.validator.addition import AdditionTask  # noqa: E402
 from kubetensor.validator.tasks import Challenge  # noqa: E402
 from kubetensor_operator.desired import vllm_args  # noqa: E402
@@ -97,12 +98,6 @@ def serve_args(spec: MinerSpec, *, model_dir: Path, name: str, port: int, device
     return args
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def model_dirs(names: list[str]) -> dict[str, Path]:
     """The project's built models (``kubetensor models build``), by quality."""
     from kubetensor.models import build
@@ -119,16 +114,15 @@ class Server:
     args: list[str]
     log_path: Path
     port: int
-    process: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
+    process: ManagedProcess | None = None
     ready_s: float | None = None
-    result: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, env: dict[str, str], *, device: str) -> None:
+    def start(self, env: dict[str, str], *, device: str, within_s: float) -> None:
+        """Start vLLM and wait until it lists its model (ProcessStartError with its log tail if not)."""
         if device == "gpu":
             argv = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", *self.args]
         else:
@@ -137,52 +131,30 @@ class Server:
             model, *rest = self.args
             argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", f"--model={model}", *rest]
         say(f"{self.quality}: vllm serve {' '.join(self.args)}")
-        self.started = time.monotonic()
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+        self.log_path.unlink(missing_ok=True)  # the log's marker lines are this run's only
+        self.process = ManagedProcess(
+            name=f"vllm ({self.quality})", argv=argv, log_path=self.log_path, env=env
+        )
+        started = time.monotonic()
+        next_say = started + 15
+
+        def ready() -> bool:
+            nonlocal next_say
+            if time.monotonic() > next_say:
+                say(f"{self.quality}: starting ({time.monotonic() - started:.0f}s)")
+                next_say += 15
+            return http_ok(f"{self.base_url}/v1/models")
+
+        self.process.start(probe=ready, timeout=within_s)
+        self.ready_s = time.monotonic() - started
+        say(f"{self.quality}: ready after {self.ready_s:.1f}s")
 
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, 15)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, 9)
-            self.process.wait()
-
-
-async def wait_ready(server: Server, *, within_s: float) -> None:
-    client = CompletionsClient(base_url=server.base_url, model=server.quality)
-    try:
-        deadline = time.monotonic() + within_s
-        next_say = time.monotonic() + 15
-        while True:
-            assert server.process is not None
-            if server.process.poll() is not None:
-                tail = "\n".join(server.log_lines()[-40:])
-                raise SystemExit(f"{server.quality}: vllm exited {server.process.returncode}:\n{tail}")
-            try:
-                await client.models()
-                server.ready_s = time.monotonic() - server.started
-                say(f"{server.quality}: ready after {server.ready_s:.1f}s")
-                return
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                tail = "\n".join(server.log_lines()[-40:])
-                raise SystemExit(f"{server.quality}: not ready after {within_s:.0f}s:\n{tail}")
-            if time.monotonic() > next_say:
-                say(f"{server.quality}: starting ({time.monotonic() - server.started:.0f}s)")
-                next_say = time.monotonic() + 15
-            await asyncio.sleep(0.5)
-    finally:
-        await client.close()
+        if self.process is not None:
+            self.process.stop(grace=30.0)
 
 
 async def ask_all(server: Server, problems: list[task.Problem], *, concurrency: int) -> dict[str, Any]:
@@ -257,18 +229,6 @@ def gpu_memory_by_pid() -> dict[int, int]:
     return found
 
 
-def descendants(pid: int) -> set[int]:
-    found, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = Path(f"/proc/{parent}/task/{parent}/children")
-        if children.exists():
-            for child in children.read_text().split():
-                found.add(int(child))
-                frontier.append(int(child))
-    return found
-
-
 def device_facts() -> dict[str, Any]:
     facts: dict[str, Any] = {"python": sys.version.split()[0]}
     try:
@@ -322,14 +282,13 @@ async def run(args: argparse.Namespace) -> int:
     problems = task.held_out_problems(args.problems)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ,
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
     if args.device == "cpu":
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
     servers = []
     for quality in qualities:
         port = free_port()
@@ -347,15 +306,15 @@ async def run(args: argparse.Namespace) -> int:
     for server in servers:
         # One at a time: each keeps the manifest's whole gpuMemoryUtilization, as a Miner pod would.
         try:
-            server.start(env, device=args.device)
-            await wait_ready(server, within_s=args.ready_timeout)
+            server.start(env, device=args.device, within_s=args.ready_timeout)
             memory = gpu_memory_by_pid()
             say(f"{server.quality}: asking {len(problems)} problems")
             result = await ask_all(server, problems, concurrency=args.concurrency)
             assert server.process is not None
             result["ready_seconds"] = server.ready_s
             result["args"] = server.args
-            result["gpu_memory_mib"] = sum(memory.get(pid, 0) for pid in descendants(server.process.pid))
+            # Started in a session of its own: its process group is vLLM and every process it made.
+            result["gpu_memory_mib"] = sum(memory.get(pid, 0) for pid in group_members(server.process.pid))
             result["log"] = [line for line in server.log_lines() if _LOG_MARKERS.search(line)][-30:]
             report["models"][server.quality] = result
             say(
@@ -397,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, default=Path("build/gpu-check"))
     parser.add_argument("--out", type=Path, default=Path("build/gpu-check/result.json"))
     args = parser.parse_args(argv)
-    return asyncio.run(run(args))
+    try:
+        return asyncio.run(run(args))
+    except ProcessStartError as error:  # vLLM died or never listed its model: say so with its log tail
+        say(f"FAILED: {error}")
+        return 1
 
 
 if __name__ == "__main__":
