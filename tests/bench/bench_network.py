@@ -9,7 +9,7 @@ K`` spreads them over K processes instead, for both methods alike: on a real net
 own process, and one process serving all N makes its one core the round's critical path):
 
 * ``kubetensor``: N real miners (``MinerService`` + ``TaskSubscriber``, permits from a ``PermitCache``,
-  replay guard, signed answers; connected with ``bus.connect_lite``, the lean NATS client
+  replay guard, signed answers; connected with ``bus.connect_tasks``, the lean NATS client
   ``kubetensor.core.natslite``, as ``kubetensor.miner.__main__`` does) on a trivial in-process echo
   engine that answers the addition prompt at once (no vLLM: the engine is not what is measured); being
   one process, they share one ``VerifiedSignatures``, so a round's envelope is verified once, as a
@@ -21,7 +21,7 @@ In the parent, three timings per size, each a list of rounds:
 
 * ``kubetensor_round``: ``ValidatorService.run_round()`` with ``sample_size=N``: metagraph read (an
   in-memory double, no gRPC), one challenge, N signed tasks sent concurrently, N replies verified and
-  scored, moving averages updated (the validator's ``MinerTaskClient`` on a ``bus.connect_lite``
+  scored, moving averages updated (the validator's ``MinerTaskClient`` on a ``bus.connect_tasks``
   client, as ``kubetensor.validator.__main__`` connects); the round's tail (state file saved with fsync
   on the validator's writer thread, then the signed round report published) runs in the background
   while the next round's replies are awaited (a round waits only for the tails of rounds before the
@@ -117,7 +117,7 @@ async def serve(mode: str, *, count: int, nats_url: str, part: int = 0, parts: i
     subscribers: list[TaskSubscriber] = []
     if mode == "kt":
         # The miners connect as ``kubetensor.miner.__main__`` does.
-        lite = await bus.connect_lite(
+        lite = await bus.connect_tasks(
             nats_url, name=f"bench-{mode}", write_batch_bytes=REPLY_WRITE_BATCH_BYTES
         )
         view = metagraph(count)
@@ -301,7 +301,7 @@ async def measure(
     keys = miner_keys(count)
     nc = await bus.connect(nats_url, name="bench-raw")
     # The validator connects as ``kubetensor.validator.__main__`` does.
-    lite = await bus.connect_lite(nats_url, name="bench-validator")
+    lite = await bus.connect_tasks(nats_url, name="bench-validator")
     try:
         sender = MinerTaskClient(lite, keypair=VALIDATOR)
         cpu: dict[str, dict[str, Any]] = {"kubetensor_round": {}, "kubetensor_fanout": {}, "raw_nats": {}}
