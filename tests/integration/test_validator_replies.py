@@ -19,7 +19,7 @@ from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.sandbox.natsserver import NatsServer
 from kubetensor.v1 import task_pb2
-from kubetensor.validator.rounds import Outcome, SealedTask
+from kubetensor.validator.rounds import Outcome, Reply, SealedTask
 from kubetensor.validator.taskclient import MinerTaskClient
 
 from tests.network_support import addition_round, keypair
@@ -170,11 +170,13 @@ async def test_send_round_settles_exactly_the_bad_replies_when_verified_as_a_gro
 ) -> None:
     validator_nc, _ = connections
     sender = MinerTaskClient(validator_nc, keypair=VALIDATOR)
+    told: list[tuple[int, Reply]] = []
     replies = await sender.send_round(
         a_round(sender, nonce=1),
         timeout_s=5,
         trace=TraceContext.start(),
         wave=16,
+        on_reply=lambda index, reply: told.append((index, reply)),
     )
     assert [reply.outcome for reply in replies] == [EXPECTED[role] for role in ROLES], [
         (reply.outcome, reply.detail) for reply in replies
@@ -192,6 +194,9 @@ async def test_send_round_settles_exactly_the_bad_replies_when_verified_as_a_gro
     assert sum(groups) == signed
     assert max(groups) > 1
     assert sender._unverified == []
+    # ``on_reply`` heard of every task's reply once, as it was settled: the very reply the list holds.
+    assert sorted(index for index, _ in told) == list(range(len(ROLES)))
+    assert all(replies[index] is reply for index, reply in told)
 
 
 async def test_send_round_fails_only_the_reply_whose_check_raises(
@@ -235,17 +240,20 @@ async def test_send_round_ignores_replies_after_its_deadline(
     arrival (never queued for a check), and the next round is not disturbed by them."""
     validator_nc, _ = connections
     sender = MinerTaskClient(validator_nc, keypair=VALIDATOR)
+    told: list[int] = []
     late = await sender.send_round(
         a_round(sender, nonce=200),
         timeout_s=0.000_001,
         trace=TraceContext.start(),
         wave=16,
+        on_reply=lambda index, reply: told.append(index),
     )
     assert [reply.outcome for reply in late] == [Outcome.TIMEOUT] * len(ROLES)
-    # Let the late replies come in: none is checked.
+    # Let the late replies come in: none is checked, and ``on_reply`` hears of none (nor of a TIMEOUT).
     await validator_nc.flush()
     await asyncio.sleep(0.2)
     assert groups == []
+    assert told == []
     assert sender._unverified == []
     replies = await sender.send_round(
         a_round(sender, nonce=300),

@@ -61,6 +61,19 @@ def test_moving_averages_are_immutable_values() -> None:
     assert after.value(1, A) == 0.5
 
 
+def test_folded_averages_are_what_updated_stores_when_put_in_place() -> None:
+    before = MovingAverages.empty(0.5).updated([(0, A, 1.0), (1, A, 1.0), (2, B, 0.5)])
+    scores = [(0, A, 0.0), (1, B, 1.0), (3, A, 1.0)]
+    folded = before.with_entries({uid: before.folded(uid, hotkey, score) for uid, hotkey, score in scores})
+    assert folded == before.updated(scores)
+    # uid 0 went on from 0.5, uid 1 changed hands and started again, uid 3 is new, uid 2 is untouched.
+    assert [folded.entries[uid].count for uid in range(4)] == [2, 1, 1, 1]
+    assert folded.value(0, A) == 0.25
+    assert folded.value(2, B) == before.value(2, B) == 0.25
+    # ``folded`` changes nothing by itself.
+    assert before.entries[0].count == 1
+
+
 def test_weights_are_max_upscaled_and_cover_every_uid() -> None:
     averages = MovingAverages.empty(1.0).updated([(2, A, 0.8), (3, B, 0.4)])
     weights = averages.weights([(0, C), (1, "d" * 64), (2, A), (3, B), (4, "e" * 64)])

@@ -107,6 +107,7 @@ class Sender:
         trace: TraceContext,
         wave: int,
         sent: Callable[[], None] | None = None,
+        on_reply: Callable[[int, Reply], None] | None = None,
     ) -> list[Reply]:
         self.waves.append(wave)
         queries = [
@@ -115,7 +116,13 @@ class Sender:
         await asyncio.sleep(0)
         if sent is not None:
             sent()
-        return list(await asyncio.gather(*queries))
+        replies = list(await asyncio.gather(*queries))
+        if on_reply is not None:
+            # As the real client: each reply is told as it is settled, a TIMEOUT never.
+            for index, reply in enumerate(replies):
+                if reply.outcome is not Outcome.TIMEOUT:
+                    on_reply(index, reply)
+        return replies
 
     async def publish_report(self, summary: RoundSummary) -> None:
         self.reports.append(summary)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from kubetensor.core import subjects
+from kubetensor.core import natslite, subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import task_pb2
@@ -108,6 +108,38 @@ async def test_send_round_fails_only_the_task_that_could_not_be_sent() -> None:
     assert replies[1].outcome is Outcome.FAILED
     assert "connection closed" in replies[1].detail
     assert [r.outcome for i, r in enumerate(replies) if i != 1] == [Outcome.TIMEOUT] * (len(MINERS) - 1)
+
+
+async def test_a_reply_hook_that_raises_costs_no_reply() -> None:
+    """``on_reply`` hears of each settled reply once, never of a TIMEOUT, and one that raises is logged
+    while the replies are kept."""
+    nc = RecordingClient(fail_for=MINERS[1].hotkey)
+    client = MinerTaskClient(nc, keypair=VALIDATOR)  # type: ignore[arg-type]
+    told: list[tuple[int, Outcome]] = []
+
+    def hook(index: int, reply: Any) -> None:
+        told.append((index, reply.outcome))
+        raise RuntimeError("the hook broke")
+
+    sent = asyncio.Event()
+    round_task = asyncio.create_task(
+        client.send_round(
+            round_of(client), timeout_s=0.2, trace=TraceContext.start(), wave=16, sent=sent.set, on_reply=hook
+        )
+    )
+    await sent.wait()
+    # Miner 3's task gets an answer that is not a TaskResponse; the others never answer.
+    inbox = nc.published[2][1]
+    client._on_reply(natslite.Message(inbox, "", b"\xff\xff", None))
+    replies = await round_task
+    assert told == [(1, Outcome.FAILED), (3, Outcome.GARBAGE)]
+    assert [reply.outcome for reply in replies] == [
+        Outcome.TIMEOUT,
+        Outcome.FAILED,
+        Outcome.TIMEOUT,
+        Outcome.GARBAGE,
+        Outcome.TIMEOUT,
+    ]
 
 
 async def test_send_round_refuses_a_wave_below_one() -> None:

@@ -60,15 +60,19 @@ class MovingAverages:
         entry = self.entries.get(uid)
         return entry.value if entry is not None and entry.hotkey == hotkey else 0.0
 
+    def folded(self, uid: int, hotkey: str, score: float) -> Average:
+        """``uid``'s average once ``score`` is folded in (by ``hotkey``); this object is not changed."""
+        return _fold(self.entries.get(uid), hotkey, score, self.alpha)
+
+    def with_entries(self, entries: Mapping[int, Average]) -> MovingAverages:
+        """These averages with ``entries`` in place of those of the uids they name (``folded`` results)."""
+        return replace(self, entries={**self.entries, **entries})
+
     def updated(self, scores: Iterable[tuple[int, str, float]]) -> MovingAverages:
         """The averages after folding in ``(uid, hotkey, score)`` triples (one per uid)."""
         entries = dict(self.entries)
         for uid, hotkey, score in scores:
-            previous = entries.get(uid)
-            if previous is None or previous.hotkey != hotkey:
-                previous = Average(hotkey=hotkey)
-            value = (1.0 - self.alpha) * previous.value + self.alpha * score
-            entries[uid] = Average(hotkey=hotkey, value=value, count=previous.count + 1)
+            entries[uid] = _fold(entries.get(uid), hotkey, score, self.alpha)
         return replace(self, entries=entries)
 
     def weights(self, neurons: Iterable[tuple[int, str]]) -> list[tuple[int, int]] | None:
@@ -78,3 +82,12 @@ class MovingAverages:
         if top <= 0.0:
             return None
         return [(uid, round(value / top * U16_MAX)) for uid, value in sorted(values)]
+
+
+def _fold(previous: Average | None, hotkey: str, score: float, alpha: float) -> Average:
+    """The average after ``score``: a uid that changed hotkey (or was never scored) starts from 0."""
+    if previous is None or previous.hotkey != hotkey:
+        previous = Average(hotkey=hotkey)
+    return Average(
+        hotkey=hotkey, value=(1.0 - alpha) * previous.value + alpha * score, count=previous.count + 1
+    )

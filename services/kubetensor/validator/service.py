@@ -50,7 +50,7 @@ from kubetensor.validator.consensus import ConsensusPort
 from kubetensor.validator.errors import NotRegisteredError, ValidatorError
 from kubetensor.validator.metrics import ValidatorMetrics
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, RoundSummary, ScoredTask, SealedTask
-from kubetensor.validator.scoring import task_score
+from kubetensor.validator.scoring import Average, MovingAverages, task_score
 from kubetensor.validator.state import StateFile, StateWriter, ValidatorState
 from kubetensor.validator.tasks import Challenge, TaskKind
 
@@ -80,28 +80,118 @@ class TaskSender(Protocol):
         trace: TraceContext,
         wave: int,
         sent: Callable[[], None] | None = None,
+        on_reply: Callable[[int, Reply], None] | None = None,
     ) -> list[Reply]:
         """One checked reply per task, in order, within ``timeout_s``; ``wave`` tasks go out per turn
         of the event loop; a task that could not be sent is FAILED, whatever the others do; ``sent`` is
-        called once every task is out, before the replies are awaited."""
+        called once every task is out, before the replies are awaited; ``on_reply(index, reply)`` as
+        each task's reply is settled, at most once per task and never for a TIMEOUT (it must not
+        block)."""
         ...
 
     async def publish_report(self, summary: RoundSummary) -> None: ...
 
 
-def _trace_score(neuron: NeuronView, *, task_id: str, reply: Reply, correctness: float, score: float) -> None:
+def _trace_score(neuron: NeuronView, *, scored: ScoredTask) -> None:
     """A ``validator.score`` span for one miner's task (a child of the round)."""
     attributes: telemetry.Attributes = {
         telemetry.UID: neuron.uid,
         telemetry.HOTKEY: neuron.hotkey,
-        telemetry.TASK_ID: task_id,
-        telemetry.OUTCOME: reply.outcome.value,
-        "kubetensor.task.correctness": correctness,
-        "kubetensor.task.latency_s": reply.latency_s,
-        telemetry.SCORE: score,
+        telemetry.TASK_ID: scored.task_id,
+        telemetry.OUTCOME: scored.outcome.value,
+        "kubetensor.task.correctness": scored.correctness,
+        "kubetensor.task.latency_s": scored.latency_s,
+        telemetry.SCORE: scored.score,
     }
     with telemetry.span("validator.score", attributes=attributes):
         pass
+
+
+class _RoundScores:
+    """One round's scores, judged as the replies arrive (``add``, the sender's ``on_reply``), so the
+    round's end has only the replies that never came to score (``finish``).
+
+    Scoring is step 4 of the module doc: correctness from the task kind (each distinct completion is
+    judged once per round: the kind is pure and most miners give the same answer; a judgement that
+    raises scores 0 and is not remembered), ``task_score``'s latency tiebreak, and the uid's moving
+    average with the score folded in. Nothing is written to the validator's state until ``finish``.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: TaskKind,
+        challenge: Challenge,
+        sample: Sequence[NeuronView],
+        tasks: Sequence[OutgoingTask],
+        averages: MovingAverages,
+        timeout_s: float,
+        latency_weight: float,
+    ) -> None:
+        self._kind = kind
+        self._challenge = challenge
+        self._sample = sample
+        self._tasks = tasks
+        self._averages = averages
+        self._timeout_s = timeout_s
+        self._latency_weight = latency_weight
+        self._judged: dict[str, float] = {}
+        self._scored: list[tuple[ScoredTask, Average] | None] = [None] * len(sample)
+
+    def add(self, index: int, reply: Reply) -> None:
+        """Score task ``index``'s ``reply`` (its first: a later one for the same task is ignored)."""
+        if self._scored[index] is None:
+            self._scored[index] = self._score(index, reply)
+
+    def _score(self, index: int, reply: Reply) -> tuple[ScoredTask, Average]:
+        neuron = self._sample[index]
+        correctness = 0.0
+        if reply.outcome is Outcome.OK:
+            known = self._judged.get(reply.completion)
+            if known is not None:
+                correctness = known
+            else:
+                try:
+                    correctness = min(
+                        max(self._kind.correctness(self._challenge, reply.completion), 0.0), 1.0
+                    )
+                except Exception:
+                    _log.exception("the %s scorer failed on uid %d's answer", self._kind.name, neuron.uid)
+                else:
+                    self._judged[reply.completion] = correctness
+        score = task_score(
+            correctness=correctness,
+            latency_s=reply.latency_s,
+            timeout_s=self._timeout_s,
+            latency_weight=self._latency_weight,
+        )
+        average = self._averages.folded(neuron.uid, neuron.hotkey, score)
+        scored = ScoredTask(
+            task_id=self._tasks[index].task_id,
+            uid=neuron.uid,
+            hotkey=neuron.hotkey,
+            outcome=reply.outcome,
+            correctness=correctness,
+            score=score,
+            latency_s=reply.latency_s,
+            moving_average=average.value,
+        )
+        return scored, average
+
+    def finish(self, replies: Sequence[Reply]) -> tuple[tuple[ScoredTask, ...], MovingAverages]:
+        """Every task's score, in order (``replies`` is the sender's list: those not ``add``ed yet are
+        scored now), and the moving averages with all of them folded in."""
+        if len(replies) != len(self._scored):
+            raise ValueError(f"{len(replies)} replies for a round of {len(self._scored)} tasks")
+        done = [
+            result if result is not None else self._score(index, reply)
+            for index, (result, reply) in enumerate(zip(self._scored, replies, strict=True))
+        ]
+        if telemetry.enabled():
+            for neuron, (scored, _) in zip(self._sample, done, strict=True):
+                _trace_score(neuron, scored=scored)
+        averages = self._averages.with_entries({scored.uid: average for scored, average in done})
+        return tuple(scored for scored, _ in done), averages
 
 
 class ValidatorService:
@@ -198,12 +288,22 @@ class ValidatorService:
         started = time.perf_counter()
         challenge = self._kind.challenge(self._rng)
         trace = telemetry.current_trace() or TraceContext.start()
-        replies = await self._fan_out(sample, challenge, trace=trace)
+        tasks = self._tasks(sample, challenge)
+        scores = _RoundScores(
+            kind=self._kind,
+            challenge=challenge,
+            sample=sample,
+            tasks=tasks,
+            averages=self.state.averages,
+            timeout_s=self._task_timeout_s,
+            latency_weight=self._latency_weight,
+        )
+        replies = await self._fan_out(tasks, trace=trace, on_reply=scores.add)
         await self._settle_tails()
-        scored = self._score(sample, replies, challenge)
+        scored, averages = scores.finish(replies)
         weights: tuple[tuple[int, int], ...] = ()
         weights_block = 0
-        self.state = replace(self.state, round=self.state.round + 1)
+        self.state = replace(self.state, averages=averages, round=self.state.round + 1)
         if self._clock() >= self._next_weights_at:
             weights, weights_block = await self._set_weights(view)
         summary = RoundSummary(
@@ -259,13 +359,8 @@ class ValidatorService:
         except Exception as error:
             _log.warning("publishing the report of round %d failed: %s", summary.round, error)
 
-    async def _fan_out(
-        self, sample: list[NeuronView], challenge: Challenge, *, trace: TraceContext
-    ) -> list[tuple[str, Reply]]:
-        """Seal one round for every sampled miner, then query them all, ``send_wave`` at a time (see the
-        module doc)."""
-        if not sample:
-            return []
+    def _tasks(self, sample: Sequence[NeuronView], challenge: Challenge) -> list[OutgoingTask]:
+        """One task per sampled miner: one deadline, a random task id each, consecutive nonces."""
         deadline_unix_ms = time.time_ns() // 1_000_000 + round(self._task_timeout_s * 1000)
         # One draw of random bytes for every task id of the round, and one clock read for its nonces.
         ids = secrets.token_bytes(16 * len(sample)).hex()
@@ -276,7 +371,7 @@ class ValidatorService:
             challenge.prompt,
             challenge.max_tokens,
         )
-        tasks = [
+        return [
             OutgoingTask(
                 task_id=ids[32 * i : 32 * i + 32],
                 netuid=netuid,
@@ -289,69 +384,32 @@ class ValidatorService:
             )
             for i, neuron in enumerate(sample)
         ]
+
+    async def _fan_out(
+        self, tasks: list[OutgoingTask], *, trace: TraceContext, on_reply: Callable[[int, Reply], None]
+    ) -> list[Reply]:
+        """Seal one round of ``tasks``, then query their miners, ``send_wave`` at a time (see the module
+        doc); ``on_reply`` hears of each reply as it is settled."""
+        if not tasks:
+            return []
         sealed = self._sender.seal(tasks)
         self._sending = asyncio.get_running_loop().create_future()
         try:
-            replies = await self._sender.send_round(
+            return await self._sender.send_round(
                 sealed,
                 timeout_s=self._task_timeout_s,
                 trace=trace,
                 wave=self._send_wave,
                 sent=self._tasks_sent,
+                on_reply=on_reply,
             )
         finally:
             self._tasks_sent()
-        return [(task.task_id, reply) for task, reply in zip(tasks, replies, strict=True)]
 
     def _tasks_sent(self) -> None:
         sending, self._sending = self._sending, None
         if sending is not None and not sending.done():
             sending.set_result(None)
-
-    def _score(
-        self, sample: list[NeuronView], replies: list[tuple[str, Reply]], challenge: Challenge
-    ) -> tuple[ScoredTask, ...]:
-        results: list[tuple[NeuronView, str, Reply, float, float]] = []
-        # A task kind's correctness is pure (``TaskKind``), and most miners give the same answer: each
-        # distinct completion is judged once per round (a judgement that raises is not remembered).
-        judged: dict[str, float] = {}
-        for neuron, (task_id, reply) in zip(sample, replies, strict=True):
-            correctness = 0.0
-            if reply.outcome is Outcome.OK:
-                known = judged.get(reply.completion)
-                if known is not None:
-                    correctness = known
-                else:
-                    try:
-                        correctness = min(max(self._kind.correctness(challenge, reply.completion), 0.0), 1.0)
-                    except Exception:
-                        _log.exception("the %s scorer failed on uid %d's answer", self._kind.name, neuron.uid)
-                    else:
-                        judged[reply.completion] = correctness
-            score = task_score(
-                correctness=correctness,
-                latency_s=reply.latency_s,
-                timeout_s=self._task_timeout_s,
-                latency_weight=self._latency_weight,
-            )
-            results.append((neuron, task_id, reply, correctness, score))
-            if telemetry.enabled():
-                _trace_score(neuron, task_id=task_id, reply=reply, correctness=correctness, score=score)
-        averages = self.state.averages.updated((n.uid, n.hotkey, score) for n, _, _, _, score in results)
-        self.state = replace(self.state, averages=averages)
-        return tuple(
-            ScoredTask(
-                task_id=task_id,
-                uid=neuron.uid,
-                hotkey=neuron.hotkey,
-                outcome=reply.outcome,
-                correctness=correctness,
-                score=score,
-                latency_s=reply.latency_s,
-                moving_average=averages.value(neuron.uid, neuron.hotkey),
-            )
-            for neuron, task_id, reply, correctness, score in results
-        )
 
     # -- weights --------------------------------------------------------------------------------------
 

@@ -222,24 +222,42 @@ _SUBJECTS_KEPT = 4096
 """Miner subjects a client remembers (``MinerTaskClient._miner_tasks``) before it starts over."""
 
 
+ReplyHook = Callable[[int, Reply], None]
+"""``send_round``'s ``on_reply``: told of task ``index``'s checked reply as soon as it is settled."""
+
+
+def _tell(on_reply: ReplyHook, index: int, reply: Reply) -> None:
+    # A hook that raises must not cost the round its other replies: the reply is settled all the same.
+    try:
+        on_reply(index, reply)
+    except Exception:
+        _log.exception("the reply hook failed on the reply to task %d", index)
+
+
 class _Round:
     """The replies one ``send_round`` is waiting for, by index, and when each task went out."""
 
-    __slots__ = ("done", "left", "replies", "sent_at", "tasks")
+    __slots__ = ("done", "left", "on_reply", "replies", "sent_at", "tasks")
 
-    def __init__(self, tasks: Sequence[SealedTask], done: asyncio.Future[None]) -> None:
+    def __init__(
+        self, tasks: Sequence[SealedTask], done: asyncio.Future[None], on_reply: ReplyHook | None
+    ) -> None:
         self.tasks = tasks
         self.sent_at = [0.0] * len(tasks)
         self.replies: list[Reply | None] = [None] * len(tasks)
         self.left = len(tasks)
         self.done = done
+        self.on_reply = on_reply
 
     def settle(self, index: int, reply: Reply) -> None:
-        """Keep the first reply for task ``index``; the round is done when every task has one."""
+        """Keep the first reply for task ``index`` (and tell ``on_reply``); the round is done when every
+        task has one."""
         if self.replies[index] is not None:
             return
         self.replies[index] = reply
         self.left -= 1
+        if self.on_reply is not None:
+            _tell(self.on_reply, index, reply)
         if not self.left and not self.done.done():
             self.done.set_result(None)
 
@@ -270,10 +288,14 @@ class MinerTaskClient:
         trace: TraceContext,
         wave: int = 32,  # ValidatorService.SEND_WAVE: see there why
         sent: Callable[[], None] | None = None,
+        on_reply: ReplyHook | None = None,
     ) -> list[Reply]:
         """Send a sealed round's tasks, ``wave`` at a time, and wait up to ``timeout_s`` for the checked
         replies (one per task, in order; a task that could not be sent is FAILED). ``sent`` is called once
-        every task has been handed to NATS, before the replies are awaited.
+        every task has been handed to NATS, before the replies are awaited. ``on_reply(index, reply)`` is
+        called as each task's reply is settled (in the NATS client's read path, so it must not block;
+        one that raises is logged and the reply kept), at most once per task; a task still unanswered
+        at the deadline is TIMEOUT in the list, without a call.
 
         With tracing on, each task is a ``send`` (its own PRODUCER span). Otherwise the round is one
         request/reply exchange of this client's own: every task's reply subject is this client's inbox
@@ -288,11 +310,13 @@ class MinerTaskClient:
             return []
         traces = trace.children(len(sealed))
         if telemetry.enabled():
-            return await self._send_each(sealed, timeout_s=timeout_s, traces=traces, wave=wave, sent=sent)
+            return await self._send_each(
+                sealed, timeout_s=timeout_s, traces=traces, wave=wave, sent=sent, on_reply=on_reply
+            )
         prefix = await self._reply_inbox()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        pending = _Round(sealed, loop.create_future())
+        pending = _Round(sealed, loop.create_future(), on_reply)
         tokens = secrets.token_bytes(8 * len(sealed)).hex()
         inboxes = [f"{prefix}{tokens[16 * i : 16 * i + 16]}" for i in range(len(sealed))]
         for index, inbox in enumerate(inboxes):
@@ -353,14 +377,20 @@ class MinerTaskClient:
         traces: Sequence[TraceContext],
         wave: int,
         sent: Callable[[], None] | None,
+        on_reply: ReplyHook | None,
     ) -> list[Reply]:
         queries: list[asyncio.Task[Reply]] = []
         try:
             for first in range(0, len(sealed), wave):
                 queries.extend(
-                    asyncio.create_task(self._send_one(task, timeout_s=timeout_s, trace=span))
-                    for task, span in zip(
-                        sealed[first : first + wave], traces[first : first + wave], strict=True
+                    asyncio.create_task(
+                        self._send_one(task, timeout_s=timeout_s, trace=span, index=index, on_reply=on_reply)
+                    )
+                    for index, task, span in zip(
+                        range(first, first + wave),
+                        sealed[first : first + wave],
+                        traces[first : first + wave],
+                        strict=False,
                     )
                 )
                 await asyncio.sleep(0)
@@ -372,12 +402,23 @@ class MinerTaskClient:
                 query.cancel()
             raise
 
-    async def _send_one(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+    async def _send_one(
+        self,
+        sealed: SealedTask,
+        *,
+        timeout_s: float,
+        trace: TraceContext,
+        index: int,
+        on_reply: ReplyHook | None,
+    ) -> Reply:
         try:
-            return await self.send(sealed, timeout_s=timeout_s, trace=trace)
+            reply = await self.send(sealed, timeout_s=timeout_s, trace=trace)
         except Exception as error:
             _log.warning("sending a task to %s failed: %s", sealed.task.miner_hotkey[:16], error)
-            return Reply(Outcome.FAILED, timeout_s, detail=f"send failed: {error}")
+            reply = Reply(Outcome.FAILED, timeout_s, detail=f"send failed: {error}")
+        if on_reply is not None and reply.outcome is not Outcome.TIMEOUT:
+            _tell(on_reply, index, reply)
+        return reply
 
     async def _reply_inbox(self) -> str:
         """The prefix of this client's reply subjects; subscribed on first use."""
