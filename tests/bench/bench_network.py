@@ -17,7 +17,10 @@ own process, and one process serving all N makes its one core the round's critic
 * ``raw``: N nats.py subscriptions that answer every request with its own payload (the reference: raw
   nats.py on both ends).
 
-In the parent, three timings per size, each a list of rounds:
+In the parent, three timings per size, each a list of rounds, taken in turn ``--block`` rounds at a
+time (both sets of responders run throughout; the idle one waits in its event loop), so a machine that
+speeds up or slows down during the run (other tenants of a shared host) moves all three alike and the
+ratios between them hold:
 
 * ``kubetensor_round``: ``ValidatorService.run_round()`` with ``sample_size=N``: metagraph read (an
   in-memory double, no gRPC), one challenge, N signed tasks sent concurrently, N replies verified and
@@ -25,7 +28,8 @@ In the parent, three timings per size, each a list of rounds:
   client, as ``kubetensor.validator.__main__`` connects); the round's tail (state file saved with fsync
   on the validator's writer thread, then the signed round report published) runs in the background
   while the next round's replies are awaited (a round waits only for the tails of rounds before the
-  previous one), so back-to-back rounds still pay for the CPU it takes;
+  previous one), so back-to-back rounds still pay for the CPU it takes (the last tails of a block are
+  waited for after it, untimed, and their CPU counted);
 * ``kubetensor_fanout``: one ``MinerTaskClient.seal`` of N tasks (one signature) and one
   ``send_round`` of them (N requests in waves of 32, every reply verified), as the round does it;
 * ``raw_nats``: N concurrent ``nc.request`` calls with a payload of the task's size.
@@ -86,6 +90,9 @@ from kubetensor.validator.tasks import default_registry
 
 DEFAULT_SIZES = (16, 64)
 NETUID = support.NETUID
+RAW_NETUID = NETUID + 1
+"""The raw responders' subjects are the miners' on another subnet (the same shape and length): both sets
+of responders run at once, and a raw echo must never answer a kubetensor task, nor the other way round."""
 VALIDATOR = Keypair(b"\x01" * 32)
 
 
@@ -152,7 +159,7 @@ async def serve(mode: str, *, count: int, nats_url: str, part: int = 0, parts: i
             await nc.publish(msg.reply, msg.data)
 
         for key in miner_keys(count)[part::parts]:
-            await nc.subscribe(subjects.miner_tasks(NETUID, key.hotkey), cb=echo)
+            await nc.subscribe(subjects.miner_tasks(RAW_NETUID, key.hotkey), cb=echo)
     await nc.flush()
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -211,24 +218,58 @@ class CpuMeter:
         )
 
 
-async def timed(
-    rounds: int, warmup: int, one: Callable[[], Awaitable[object]], *, cpu: CpuMeter, into: dict[str, Any]
-) -> list[float]:
-    """Time ``rounds`` calls of ``one`` after ``warmup``; CPU per round goes to ``into``."""
-    for _ in range(warmup):
-        await one()
-    times = []
-    before = cpu.read()
-    for _ in range(rounds):
-        started = time.perf_counter()
-        await one()
-        times.append((time.perf_counter() - started) * 1000)
-    after = cpu.read()
-    into["cpu_ms_per_round"] = {
-        name: (end - start) * 1000 / max(rounds, 1)
-        for name, start, end in zip(("requester", "responders", "nats_server"), before, after, strict=True)
-    }
-    return times
+class Method:
+    """One of the timed methods: what one round of it is, whose CPU it uses, and what runs after each
+    of its blocks (untimed, but its CPU counted: the validator's round tails)."""
+
+    def __init__(
+        self,
+        name: str,
+        one: Callable[[], Awaitable[object]],
+        *,
+        meter: CpuMeter,
+        after_block: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        self.name = name
+        self.one = one
+        self.meter = meter
+        self.after_block = after_block
+        self.times: list[float] = []
+        self.cpu = [0.0, 0.0, 0.0]
+
+    async def block(self, rounds: int, *, timed: bool) -> None:
+        before = self.meter.read()
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await self.one()
+            if timed:
+                self.times.append((time.perf_counter() - started) * 1000)
+        if self.after_block is not None:
+            await self.after_block()
+        if timed:
+            after = self.meter.read()
+            for i, (start, end) in enumerate(zip(before, after, strict=True)):
+                self.cpu[i] += end - start
+
+    def cpu_ms_per_round(self) -> dict[str, float]:
+        return {
+            name: seconds * 1000 / max(len(self.times), 1)
+            for name, seconds in zip(("requester", "responders", "nats_server"), self.cpu, strict=True)
+        }
+
+
+async def interleaved(methods: list[Method], *, rounds: int, warmup: int, block: int) -> None:
+    """``warmup`` untimed rounds of each method, then ``rounds`` timed ones of each, taken in turn,
+    ``block`` rounds at a time: a machine whose speed drifts during the run (other tenants, frequency)
+    slows every method alike, so their ratios hold even where their absolute times do not."""
+    for method in methods:
+        await method.block(warmup, timed=False)
+    done = 0
+    while done < rounds:
+        now = min(block, rounds - done)
+        for method in methods:
+            await method.block(now, timed=True)
+        done += now
 
 
 def sample_tasks(count: int) -> list[OutgoingTask]:
@@ -293,6 +334,7 @@ async def measure(
     nats_url: str,
     rounds: int,
     warmup: int,
+    block: int,
     workdir: pathlib.Path,
     signature_costs: dict[str, Any],
     server_pid: int,
@@ -302,88 +344,81 @@ async def measure(
     nc = await bus.connect(nats_url, name="bench-raw")
     # The validator connects as ``kubetensor.validator.__main__`` does.
     lite = await bus.connect_tasks(nats_url, name="bench-validator")
+    kt: Responders | None = None
+    raw: Responders | None = None
     try:
         sender = MinerTaskClient(lite, keypair=VALIDATOR)
-        cpu: dict[str, dict[str, Any]] = {"kubetensor_round": {}, "kubetensor_fanout": {}, "raw_nats": {}}
-        responders = Responders("kt", count=count, nats_url=nats_url, processes=processes)
-        meter = CpuMeter(responders, server_pid=server_pid)
-        try:
-            state_file = StateFile(workdir / f"state-{count}.json", netuid=NETUID, hotkey=VALIDATOR.hotkey)
-            validator = ValidatorService(
-                hotkey=VALIDATOR.hotkey,
-                netuid=NETUID,
-                task_kind=default_registry().get("addition"),
-                sender=sender,
-                consensus=StaticConsensus(metagraph(count)),
-                state_file=state_file,
-                state=state_file.load(alpha=0.1),
-                task_timeout_s=5.0,
-                sample_size=count,
-                weights_interval_s=1e9,
-                rng=random.Random(1),
-            )
-            failures: list[str] = []
-
-            async def one_round() -> None:
-                summary = await validator.run_round()
-                assert summary is not None
-                failures.extend(s.outcome.value for s in summary.scores if s.outcome.value != "ok")
-
-            round_times = await timed(rounds, warmup, one_round, cpu=meter, into=cpu["kubetensor_round"])
-            await validator.drain()
-            nonces = itertools.count(time.time_ns())
-
-            async def one_fanout() -> None:
-                deadline = time.time_ns() // 1_000_000 + 5_000
-                sealed = sender.seal(
-                    [
-                        OutgoingTask(
-                            task_id=f"t{next(nonces)}-{i}",
-                            netuid=NETUID,
-                            task_type="addition",
-                            prompt="47+85=",
-                            max_tokens=6,
-                            miner_hotkey=key.hotkey,
-                            nonce=next(nonces),
-                            deadline_unix_ms=deadline,
-                        )
-                        for i, key in enumerate(keys)
-                    ]
-                )
-                replies = await sender.send_round(sealed, timeout_s=5.0, trace=TraceContext.start())
-                failures.extend(r.outcome.value for r in replies if r.outcome.value != "ok")
-
-            fanout_times = await timed(rounds, warmup, one_fanout, cpu=meter, into=cpu["kubetensor_fanout"])
-        finally:
-            responders.close()
-
+        kt = Responders("kt", count=count, nats_url=nats_url, processes=processes)
         raw = Responders("raw", count=count, nats_url=nats_url, processes=processes)
-        try:
-            sample_task = seal_round(sample_tasks(count), keypair=VALIDATOR)[0].SerializeToString()
-            subjects_ = [subjects.miner_tasks(NETUID, key.hotkey) for key in keys]
+        state_file = StateFile(workdir / f"state-{count}.json", netuid=NETUID, hotkey=VALIDATOR.hotkey)
+        validator = ValidatorService(
+            hotkey=VALIDATOR.hotkey,
+            netuid=NETUID,
+            task_kind=default_registry().get("addition"),
+            sender=sender,
+            consensus=StaticConsensus(metagraph(count)),
+            state_file=state_file,
+            state=state_file.load(alpha=0.1),
+            task_timeout_s=5.0,
+            sample_size=count,
+            weights_interval_s=1e9,
+            rng=random.Random(1),
+        )
+        failures: list[str] = []
 
-            async def one_raw() -> None:
-                await asyncio.gather(
-                    *(nc.request(subject, sample_task, timeout=5.0) for subject in subjects_)
-                )
+        async def one_round() -> None:
+            summary = await validator.run_round()
+            assert summary is not None
+            failures.extend(s.outcome.value for s in summary.scores if s.outcome.value != "ok")
 
-            raw_times = await timed(
-                rounds, warmup, one_raw, cpu=CpuMeter(raw, server_pid=server_pid), into=cpu["raw_nats"]
+        nonces = itertools.count(time.time_ns())
+
+        async def one_fanout() -> None:
+            deadline = time.time_ns() // 1_000_000 + 5_000
+            sealed = sender.seal(
+                [
+                    OutgoingTask(
+                        task_id=f"t{next(nonces)}-{i}",
+                        netuid=NETUID,
+                        task_type="addition",
+                        prompt="47+85=",
+                        max_tokens=6,
+                        miner_hotkey=key.hotkey,
+                        nonce=next(nonces),
+                        deadline_unix_ms=deadline,
+                    )
+                    for i, key in enumerate(keys)
+                ]
             )
-        finally:
-            raw.close()
+            replies = await sender.send_round(sealed, timeout_s=5.0, trace=TraceContext.start())
+            failures.extend(r.outcome.value for r in replies if r.outcome.value != "ok")
+
+        sample_task = seal_round(sample_tasks(count), keypair=VALIDATOR)[0].SerializeToString()
+        subjects_ = [subjects.miner_tasks(RAW_NETUID, key.hotkey) for key in keys]
+
+        async def one_raw() -> None:
+            await asyncio.gather(*(nc.request(subject, sample_task, timeout=5.0) for subject in subjects_))
+
+        kt_meter = CpuMeter(kt, server_pid=server_pid)
+        methods = [
+            # A block of rounds ends with their tails on disk and published: counted, not timed.
+            Method("kubetensor_round", one_round, meter=kt_meter, after_block=validator.drain),
+            Method("kubetensor_fanout", one_fanout, meter=kt_meter),
+            Method("raw_nats", one_raw, meter=CpuMeter(raw, server_pid=server_pid)),
+        ]
+        await interleaved(methods, rounds=rounds, warmup=warmup, block=block)
     finally:
+        for responders in (kt, raw):
+            if responders is not None:
+                responders.close()
         await lite.close()
         await nc.close()
-    result: dict[str, Any] = {
-        "miners": count,
-        "responder_processes": processes,
-        "kubetensor_round": support.latency_stats(round_times, count="rounds") | cpu["kubetensor_round"],
-        "kubetensor_fanout": support.latency_stats(fanout_times, count="rounds") | cpu["kubetensor_fanout"],
-        "raw_nats": support.latency_stats(raw_times, count="rounds") | cpu["raw_nats"],
-        "task_bytes": len(sample_task),
-        "non_ok_replies": len(failures),
-    }
+    result: dict[str, Any] = {"miners": count, "responder_processes": processes, "interleaved_block": block}
+    for method in methods:
+        result[method.name] = support.latency_stats(method.times, count="rounds") | {
+            "cpu_ms_per_round": method.cpu_ms_per_round()
+        }
+    result |= {"task_bytes": len(sample_task), "non_ok_replies": len(failures)}
     for name in ("kubetensor_round", "kubetensor_fanout"):
         result[f"{name}_vs_raw_p50"] = result[name]["p50_ms"] / result["raw_nats"]["p50_ms"]
         result[f"{name}_vs_raw_p99"] = result[name]["p99_ms"] / result["raw_nats"]["p99_ms"]
@@ -416,7 +451,9 @@ def merge_dendrite(cases: list[dict[str, Any]], path: pathlib.Path | None) -> di
     return {"status": "measured", "bittensor": measured.get("bittensor"), "machine": measured.get("machine")}
 
 
-async def run(sizes: list[int], *, rounds: int, warmup: int, processes: int = 1) -> dict[str, Any]:
+async def run(
+    sizes: list[int], *, rounds: int, warmup: int, block: int = 10, processes: int = 1
+) -> dict[str, Any]:
     from kubetensor.sandbox.natsserver import NatsServer
 
     with tempfile.TemporaryDirectory(prefix="kt-bench-network-") as scratch:
@@ -431,6 +468,7 @@ async def run(sizes: list[int], *, rounds: int, warmup: int, processes: int = 1)
                     server_pid=server.process.pid,
                     rounds=rounds,
                     warmup=warmup,
+                    block=block,
                     workdir=workdir,
                     signature_costs=signature_costs,
                     processes=processes,
@@ -462,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=200, help="timed rounds per size and method")
     parser.add_argument("--warmup", type=int, default=20, help="untimed rounds first")
+    parser.add_argument(
+        "--block", type=int, default=10, help="rounds of one method before the next method's turn"
+    )
     parser.add_argument("--dendrite", type=pathlib.Path, help="dendrite_baseline.py's JSON, to merge in")
     parser.add_argument("--serve", choices=("kt", "raw"), help=argparse.SUPPRESS)
     parser.add_argument(
@@ -485,8 +526,16 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
     if args.responder_processes < 1:
         parser.error(f"--responder-processes: expected at least 1, got {args.responder_processes}")
+    if args.block < 1:
+        parser.error(f"--block: expected at least 1, got {args.block}")
     results = asyncio.run(
-        run(sizes, rounds=args.rounds, warmup=args.warmup, processes=args.responder_processes)
+        run(
+            sizes,
+            rounds=args.rounds,
+            warmup=args.warmup,
+            block=args.block,
+            processes=args.responder_processes,
+        )
     )
     results["dendrite"] = merge_dendrite(results["cases"], args.dendrite)
     args.out.parent.mkdir(parents=True, exist_ok=True)
