@@ -9,6 +9,7 @@ second), so permits arrive within seconds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -22,7 +23,7 @@ import nats
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kubetensor.consensus.client import ConsensusClient
-from kubetensor.core import signing, subjects
+from kubetensor.core import bus, natslite, signing, subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.metagraphview import MetagraphView, from_response
 from kubetensor.core.tracecontext import TraceContext
@@ -31,7 +32,7 @@ from kubetensor.miner.completions import CompletionsClient
 from kubetensor.miner.permits import PermitCache
 from kubetensor.miner.service import MinerService
 from kubetensor.miner.servicer import create_server
-from kubetensor.miner.settings import MinerSettings
+from kubetensor.miner.settings import DEFAULT_MAX_PENDING_TASKS, MinerSettings
 from kubetensor.miner.subscriber import TaskSubscriber
 from kubetensor.sandbox.natsserver import NatsServer
 from kubetensor.v1 import miner_pb2, miner_pb2_grpc, task_pb2
@@ -100,11 +101,22 @@ def engine() -> Iterator[FakeEngine]:
 class RunningMiner:
     """A miner service in this process: NATS subscriber + gRPC server, on a FakeEngine."""
 
-    def __init__(self, subnet: Subnet, key: Keypair, engine: FakeEngine, *, max_concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        subnet: Subnet,
+        key: Keypair,
+        engine: FakeEngine,
+        *,
+        max_concurrency: int = 8,
+        max_pending: int = DEFAULT_MAX_PENDING_TASKS,
+        lite: bool = False,
+    ) -> None:
         self.subnet = subnet
         self.key = key
         self.engine = engine
         self.max_concurrency = max_concurrency
+        self.max_pending = max_pending
+        self.lite = lite
 
     async def __aenter__(self) -> RunningMiner:
         self.consensus = ConsensusClient.connect(self.subnet.address, netuid=NETUID)
@@ -122,8 +134,13 @@ class RunningMiner:
             permits=self.permits,
             max_concurrency=self.max_concurrency,
         )
-        self.nc = await nats.connect(self.subnet.nats_url)
-        self.subscriber = TaskSubscriber(self.nc, self.service)
+        # nats.py by default; ``lite``: the lean client the miner process connects with.
+        self.nc: nats.aio.client.Client | natslite.LiteClient = (
+            await bus.connect_tasks(self.subnet.nats_url, name="test-miner")
+            if self.lite
+            else await nats.connect(self.subnet.nats_url)
+        )
+        self.subscriber = TaskSubscriber(self.nc, self.service, max_pending=self.max_pending)
         await self.permits.start()
         await self.subscriber.start()
         self.server, self.port = create_server(MinerSettings(listen="127.0.0.1:0"), self.service)
@@ -239,6 +256,46 @@ async def test_miner_refuses_a_replayed_task(
     assert first.status == task_pb2.TASK_STATUS_OK
     assert second.status == task_pb2.TASK_STATUS_REFUSED
     assert "replay" in second.error
+    assert engine.requests == 1
+
+
+async def test_copies_of_a_task_in_hand_cannot_answer_for_the_miner(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    """An eavesdropper on the miner's subject republishes each task at once, reply subject and all:
+    an exact copy (a replay) and one with its envelope changed (a bad signature). Answered, their
+    refusals, signed by the miner, would reach the validator's inbox before the slow genuine answer and
+    count as the miner's answer; the miner answers neither, and the validator gets the completion."""
+    engine.delay_s = 0.3
+    copies: list[str] = []
+    eavesdropper = await nats.connect(subnet.nats_url)
+
+    async def republish(msg: nats.aio.msg.Msg) -> None:
+        if msg.headers is None or "copied" in msg.headers:
+            return
+        headers = dict(msg.headers) | {"copied": "1"}
+        await eavesdropper.publish(msg.subject, msg.data, reply=msg.reply, headers=headers)
+        forged = task_pb2.Task.FromString(msg.data)
+        envelope = task_pb2.RoundEnvelope.FromString(forged.envelope)
+        envelope.prompt = "1+1="
+        forged.envelope = envelope.SerializeToString()
+        await eavesdropper.publish(msg.subject, forged.SerializeToString(), reply=msg.reply, headers=headers)
+        await eavesdropper.flush()
+        copies.append(msg.reply)
+
+    try:
+        await eavesdropper.subscribe(subjects.miner_tasks(NETUID, MINERS[0].hotkey), cb=republish)
+        await eavesdropper.flush()
+        async with RunningMiner(subnet, MINERS[0], engine):
+            sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+            reply = await sender.send(
+                sealed(sender, outgoing(MINERS[0], nonce=91)), timeout_s=5, trace=TraceContext.start()
+            )
+    finally:
+        await eavesdropper.close()
+    assert len(copies) == 1
+    assert reply.outcome is Outcome.OK, reply.detail
+    assert reply.completion == "231"
     assert engine.requests == 1
 
 
@@ -369,6 +426,54 @@ async def test_full_miner_answers_busy_instead_of_queueing(
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert first.outcome is Outcome.TIMEOUT
     assert engine.requests == 1
+
+
+@pytest.mark.parametrize("lite", [True, False], ids=["lite-client", "nats.py"])
+async def test_a_miner_holding_its_backlog_limit_answers_busy_unchecked_until_it_drains(
+    subnet: Subnet,
+    engine: FakeEngine,
+    client_nc: nats.aio.client.Client,
+    caplog: pytest.LogCaptureFixture,
+    lite: bool,
+) -> None:
+    engine.mode = "hang"
+    caplog.set_level(logging.INFO, logger="kubetensor.miner.subscriber")
+    async with RunningMiner(subnet, MINERS[0], engine, max_pending=2, lite=lite):
+        sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+        held = [
+            asyncio.create_task(
+                sender.send(
+                    sealed(sender, outgoing(MINERS[0], nonce=nonce, timeout_s=1)),
+                    timeout_s=3,
+                    trace=TraceContext.start(),
+                )
+            )
+            for nonce in (1, 2)
+        ]
+        await eventually(lambda: engine.requests == 2, what="both tasks to reach the engine")
+        # Generation slots are free (8), but the miner holds 2 tasks: its limit. The third is answered
+        # at once, without reaching the engine, and so is a fourth.
+        shed = [
+            await sender.send(
+                sealed(sender, outgoing(MINERS[0], nonce=nonce)), timeout_s=3, trace=TraceContext.start()
+            )
+            for nonce in (3, 4)
+        ]
+        # The held tasks reach their deadline (the miner answers FAILED); then tasks are taken again.
+        timed_out = await asyncio.gather(*held)
+        engine.mode = "answer"
+        after = await sender.send(
+            sealed(sender, outgoing(MINERS[0], nonce=5)), timeout_s=3, trace=TraceContext.start()
+        )
+    assert [reply.outcome for reply in shed] == [Outcome.BUSY, Outcome.BUSY]
+    assert all("backlog limit" in reply.detail for reply in shed)
+    assert [reply.outcome for reply in timed_out] == [Outcome.FAILED, Outcome.FAILED]
+    assert after.outcome is Outcome.OK
+    assert after.completion == "231"
+    assert engine.requests == 3
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("answering BUSY, unchecked" in message for message in messages) == 1
+    assert any("2 tasks were answered BUSY unchecked" in message for message in messages)
 
 
 async def test_generate_streams_chunks_and_health_serves(subnet: Subnet, engine: FakeEngine) -> None:

@@ -53,7 +53,13 @@ def test_a_malformed_seed_names_its_source(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("max_concurrency", 0), ("netuid", 0), ("max_ahead_seconds", 0), ("unknown_field", 1)],
+    [
+        ("max_concurrency", 0),
+        ("max_pending_tasks", 0),
+        ("netuid", 0),
+        ("max_ahead_seconds", 0),
+        ("unknown_field", 1),
+    ],
 )
 def test_miner_settings_refuse_bad_values(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):

@@ -77,7 +77,7 @@ async def serve(settings: MinerSettings) -> None:
             name=f"miner-{keypair.hotkey[:12]}",
             write_batch_bytes=REPLY_WRITE_BATCH_BYTES,
         )
-        subscriber = TaskSubscriber(nc, service)
+        subscriber = TaskSubscriber(nc, service, max_pending=settings.max_pending_tasks)
         await subscriber.start()
         await health.set_serving()
         address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"

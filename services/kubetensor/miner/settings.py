@@ -16,6 +16,11 @@ from kubetensor.core.hotkey import HotkeySettings
 ENV_PREFIX = "KT_MINER_"
 
 
+DEFAULT_MAX_PENDING_TASKS = 256
+"""``max_pending_tasks`` by default: far above one hotkey's share of a round (a task per validator) and
+above the default generation slots."""
+
+
 class MinerSettings(HotkeySettings):
     """Settings of one miner process (one hotkey on one subnet)."""
 
@@ -49,6 +54,9 @@ class MinerSettings(HotkeySettings):
     # -- behaviour --------------------------------------------------------------------------------------
     max_concurrency: int = Field(default=8, ge=1, le=4096)
     """Generations at once (tasks and gRPC calls together); beyond it the answer is "busy"."""
+    max_pending_tasks: int = Field(default=DEFAULT_MAX_PENDING_TASKS, ge=1, le=1_000_000)
+    """Tasks held at once (being checked, generated or answered); beyond it a task is answered "busy" at
+    once, unchecked, so a flood of tasks costs a signature each and never memory."""
     max_ahead_seconds: float = Field(default=60.0, gt=0)
     """A task deadline further ahead than this is refused (bounds the replay guard's memory)."""
     state_dir: Path | None = None

@@ -7,7 +7,20 @@ queue group of its hotkey (``kubetensor.core.subjects``) and translates only: wi
 (a subscription's callback must return at once: nats.py runs one subscription's callbacks one after
 another, and ``natslite.LiteClient``, which ``__main__`` connects with, runs them in its read path), so
 slow generations never hold up the next task or a "busy" answer. The reply carries the miner's span as
-``traceparent``, continuing the validator's trace when it sent one."""
+``traceparent``, continuing the validator's trace when it sent one.
+
+The tasks held at once (being checked, generated or answered) are bounded by ``max_pending``: the
+generation slots already answer BUSY beyond ``max_concurrency``, but a task is held while it is checked
+too, and a check can wait (a stale metagraph is read again before a permit is trusted). A task that
+arrives when ``max_pending`` are held is answered BUSY at once, signed, without a check or a task of
+its own (``_shed``), so a flood costs a signature per message, never memory: the lean client answers it
+in its read path; on the nats.py fallback, whose publish is a coroutine, the answer is one short task
+that only publishes. One warning says when shedding starts and one line when it ends.
+
+A message whose reply subject is that of a task still in hand is not answered at all: it is a copy of
+that task (anyone who can read the subject can republish it, reply subject and all) or a forgery that
+borrows its inbox. Answered, its refusal (a replay, a bad signature), signed by this miner, would reach
+the validator's inbox before the genuine answer and be taken as this miner's answer to the task."""
 
 from __future__ import annotations
 
@@ -25,6 +38,7 @@ from kubetensor.core import bus, keys, natslite, signing, subjects, telemetry
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.jobs import Answer, Job, SignedBytes, Status
 from kubetensor.miner.service import MinerService
+from kubetensor.miner.settings import DEFAULT_MAX_PENDING_TASKS
 from kubetensor.v1 import task_pb2
 
 _log = logging.getLogger(__name__)
@@ -60,6 +74,9 @@ def _envelope_fields(envelope_bytes: bytes) -> tuple[int, str, str, int, str, in
         envelope.deadline_unix_ms,
         envelope.leaves_root,
     )
+
+
+_NOT_A_TASK = "task: not a Task with a RoundEnvelope and a TaskLeaf"
 
 
 def job_from_proto(task: task_pb2.Task, *, trace: TraceContext | None) -> Job:
@@ -135,11 +152,23 @@ def _consume_attributes(msg: Msg | natslite.Message, *, netuid: int) -> dict[str
 class TaskSubscriber:
     """Answers the tasks addressed to one miner hotkey on one subnet."""
 
-    def __init__(self, client: Client | natslite.LiteClient, service: MinerService) -> None:
+    def __init__(
+        self,
+        client: Client | natslite.LiteClient,
+        service: MinerService,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING_TASKS,
+    ) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending: expected at least 1, got {max_pending}")
         self._client = client
         self._service = service
+        self.max_pending = max_pending
+        self._shed_count = 0
         self._subscription: Subscription | natslite.LiteSubscription | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        # The reply subjects of the tasks in hand (see the module doc).
+        self._replying: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.subject = subjects.miner_tasks(service.netuid, service.hotkey)
 
@@ -164,11 +193,62 @@ class TaskSubscriber:
                 task.cancel()
         # A task cancelled before it ever ran never took itself out.
         self._handlers.clear()
+        self._replying.clear()
 
     def _on_message(self, msg: Msg | natslite.Message) -> None:
         # ``_handle`` takes its task out of ``_handlers`` itself: a done callback would cost a loop turn.
         assert self._loop is not None
+        reply = msg.reply
+        if reply in self._replying:
+            _log.debug("ignoring a second message for reply subject %s: its task is in hand", reply)
+            return
+        if len(self._handlers) >= self.max_pending:
+            self._shed(msg)
+            return
+        if self._shed_count:
+            _log.info(
+                "the task backlog is below %d again: %d tasks were answered BUSY unchecked",
+                self.max_pending,
+                self._shed_count,
+            )
+            self._shed_count = 0
+        if reply:
+            self._replying.add(reply)
         self._handlers.add(self._loop.create_task(self._handle(msg)))
+
+    def _shed(self, msg: Msg | natslite.Message) -> None:
+        """Answer BUSY now, unchecked: ``max_pending`` tasks are held already (see the module doc)."""
+        if not msg.reply:
+            return
+        if not self._shed_count:
+            _log.warning(
+                "%d tasks are held already: answering BUSY, unchecked, until the backlog drains",
+                self.max_pending,
+            )
+        self._shed_count += 1
+        received = TraceContext.from_headers(msg.headers)
+        span = received.child() if received is not None else TraceContext.start()
+        try:
+            job = job_from_proto(task_pb2.Task.FromString(msg.data), trace=span)
+        except DecodeError:
+            answer = Answer(task_id="", validator_hotkey="", status=Status.REFUSED, error=_NOT_A_TASK)
+        else:
+            answer = Answer(
+                task_id=job.task_id,
+                validator_hotkey=job.validator_hotkey,
+                status=Status.BUSY,
+                error=f"the miner holds {self.max_pending} tasks already (its backlog limit): try later",
+            )
+        self._service.metrics.count(answer.status)
+        response, headers = self._wire(msg, answer, span)
+        try:
+            if isinstance(self._client, natslite.LiteClient):
+                self._client.publish_nowait(msg.reply, response, headers=headers)
+            else:
+                assert self._loop is not None
+                self._loop.create_task(self._client.publish(msg.reply, response, headers=headers))
+        except Exception as error:
+            _log.warning("could not send the busy answer to task %s: %s", answer.task_id, error)
 
     async def _handle(self, msg: Msg | natslite.Message) -> None:
         try:
@@ -182,6 +262,7 @@ class TaskSubscriber:
             span = received.child() if received is not None else TraceContext.start()
             await self._reply(msg, await self._answer(msg, span), span)
         finally:
+            self._replying.discard(msg.reply)
             self._handlers.discard(asyncio.current_task(self._loop))
 
     async def _handle_traced(self, msg: Msg | natslite.Message, received: TraceContext | None) -> None:
@@ -203,15 +284,13 @@ class TaskSubscriber:
         try:
             job = job_from_proto(task_pb2.Task.FromString(msg.data), trace=span)
         except DecodeError:
-            return Answer(
-                task_id="",
-                validator_hotkey="",
-                status=Status.REFUSED,
-                error="task: not a Task with a RoundEnvelope and a TaskLeaf",
-            )
+            return Answer(task_id="", validator_hotkey="", status=Status.REFUSED, error=_NOT_A_TASK)
         return await self._service.answer(job)
 
-    async def _reply(self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext) -> None:
+    def _wire(
+        self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext
+    ) -> tuple[bytes, dict[str, str]]:
+        """The signed response to ``msg`` and its headers."""
         response = response_to_wire(answer, service=self._service)
         headers = {
             subjects.TRACEPARENT: span.traceparent,
@@ -219,6 +298,10 @@ class TaskSubscriber:
         }
         if msg.headers and subjects.TRACESTATE in msg.headers:
             headers[subjects.TRACESTATE] = msg.headers[subjects.TRACESTATE]
+        return response, headers
+
+    async def _reply(self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext) -> None:
+        response, headers = self._wire(msg, answer, span)
         try:
             await self._client.publish(msg.reply, response, headers=headers)
         except Exception as error:
