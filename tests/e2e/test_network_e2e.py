@@ -162,6 +162,10 @@ async def test_incentives_follow_model_quality_and_faults_score_zero(network: Ne
             assert outcome_of(both, faulty["garbage"].hotkey) == (Outcome.GARBAGE, 0.0)
             assert outcome_of(both, faulty["forger"].hotkey) == (Outcome.BAD_SIGNATURE, 0.0)
             assert outcome_of(both, hotkeys["miner-good"]) is not None
+            # Their answers are not the miners' signed ones, so every round that queries them waits for
+            # its deadline: free their uids, so the rounds below are not all that slow.
+            for key in faulty.values():
+                await consensus.deregister(key, nonce=2)
 
             # -- a miner that dies, then comes back ---------------------------------------------------
             network.kill("miner-brief")

@@ -223,7 +223,7 @@ async def test_send_round_answers_every_task_and_continues_the_round_trace(
             replace(first, task_id=f"task-{nonce}", miner_hotkey=miner.hotkey, nonce=nonce)
             for miner, nonce in ((MINERS[5], 2), (MINERS[1], 3))
         ]
-        replies = await sender.send_round(sender.seal(tasks), timeout_s=5, trace=trace, wave=1)
+        replies = await sender.send_round(sender.seal(tasks), timeout_s=2, trace=trace, wave=1)
     # In order: both running miners answer, the one that is down has no responders; latencies are real.
     assert [reply.outcome for reply in replies] == [Outcome.OK, Outcome.OK, Outcome.NO_RESPONDERS]
     assert [reply.completion for reply in replies[:2]] == ["231", "231"]
@@ -297,6 +297,46 @@ async def test_copies_of_a_task_in_hand_cannot_answer_for_the_miner(
     assert reply.outcome is Outcome.OK, reply.detail
     assert reply.completion == "231"
     assert engine.requests == 1
+
+
+async def test_a_competitor_answering_for_a_miner_cannot_take_its_task(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    """Another participant reads the miner's subject and answers each task at once on the validator's
+    reply subject: bytes that are no TaskResponse, a no-responders status, and an answer the miner
+    really signed, for an earlier task. None of them is the miner's answer to this task; the validator
+    waits for that one (the miner answers 0.3 s later) and takes it."""
+    async with RunningMiner(subnet, MINERS[0], engine):
+        sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+        earlier = await raw_request(
+            client_nc, task_to_proto(outgoing(MINERS[0], nonce=61), keypair=VALIDATOR)
+        )
+        assert earlier.status == task_pb2.TASK_STATUS_OK
+        old_answer = [earlier.SerializeToString()]
+        engine.delay_s = 0.3
+        competitor = await nats.connect(subnet.nats_url)
+        answered: list[str] = []
+
+        async def answer_for_the_miner(msg: nats.aio.msg.Msg) -> None:
+            await competitor.publish(msg.reply, b"\x00garbage")
+            await competitor.publish(msg.reply, b"", headers={"Status": "503"})
+            await competitor.publish(msg.reply, old_answer[0])
+            answered.append(msg.reply)
+
+        try:
+            await competitor.subscribe(
+                subjects.miner_tasks(NETUID, MINERS[0].hotkey), cb=answer_for_the_miner
+            )
+            await competitor.flush()
+            reply = await sender.send(
+                sealed(sender, outgoing(MINERS[0], nonce=63)), timeout_s=5, trace=TraceContext.start()
+            )
+        finally:
+            await competitor.close()
+    assert len(answered) == 1
+    assert reply.outcome is Outcome.OK, reply.detail
+    assert reply.completion == "231"
+    assert reply.latency_s >= 0.3
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "memory-only"])

@@ -173,7 +173,7 @@ async def test_send_round_settles_exactly_the_bad_replies_when_verified_as_a_gro
     told: list[tuple[int, Reply]] = []
     replies = await sender.send_round(
         a_round(sender, nonce=1),
-        timeout_s=5,
+        timeout_s=1.5,
         trace=TraceContext.start(),
         wave=16,
         on_reply=lambda index, reply: told.append((index, reply)),
@@ -184,7 +184,7 @@ async def test_send_round_settles_exactly_the_bad_replies_when_verified_as_a_gro
     assert all(
         reply.completion == "231" for reply, role in zip(replies, ROLES, strict=True) if role is Role.GOOD
     )
-    assert all(0 < reply.latency_s < 5 for reply in replies)
+    assert all(0 < reply.latency_s < 1.5 for reply in replies)
     details = {role: reply.detail for reply, role in zip(replies, ROLES, strict=True)}
     assert "does not verify" in details[Role.FORGED]
     assert "another key" in details[Role.OTHER_KEY]
@@ -194,8 +194,10 @@ async def test_send_round_settles_exactly_the_bad_replies_when_verified_as_a_gro
     assert sum(groups) == signed
     assert max(groups) > 1
     assert sender._unverified == []
-    # ``on_reply`` heard of every task's reply once, as it was settled: the very reply the list holds.
-    assert sorted(index for index, _ in told) == list(range(len(ROLES)))
+    # ``on_reply`` heard once of each reply its miner signed, as it was settled: the very reply the list
+    # holds. The others (garbage, another key, a forged signature) were only noted: never settled.
+    signed_by_miner = [index for index, role in enumerate(ROLES) if role in (Role.GOOD, Role.BUSY)]
+    assert sorted(index for index, _ in told) == signed_by_miner
     assert all(replies[index] is reply for index, reply in told)
 
 
@@ -221,7 +223,7 @@ async def test_send_round_fails_only_the_reply_whose_check_raises(
     sender = MinerTaskClient(validator_nc, keypair=VALIDATOR)
     replies = await sender.send_round(
         a_round(sender, nonce=100),
-        timeout_s=5,
+        timeout_s=1.5,
         trace=TraceContext.start(),
         wave=16,
     )
@@ -257,7 +259,7 @@ async def test_send_round_ignores_replies_after_its_deadline(
     assert sender._unverified == []
     replies = await sender.send_round(
         a_round(sender, nonce=300),
-        timeout_s=5,
+        timeout_s=1.5,
         trace=TraceContext.start(),
         wave=16,
     )

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from kubetensor.core import natslite, subjects
+from kubetensor.core import natslite, signing, subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.v1 import task_pb2
@@ -110,9 +110,23 @@ async def test_send_round_fails_only_the_task_that_could_not_be_sent() -> None:
     assert [r.outcome for i, r in enumerate(replies) if i != 1] == [Outcome.TIMEOUT] * (len(MINERS) - 1)
 
 
-async def test_a_reply_hook_that_raises_costs_no_reply() -> None:
-    """``on_reply`` hears of each settled reply once, never of a TIMEOUT, and one that raises is logged
-    while the replies are kept."""
+def signed_answer(task_id: str, miner: Keypair, completion: str) -> bytes:
+    response = task_pb2.TaskResponse(
+        task_id=task_id,
+        miner_hotkey=miner.hotkey,
+        completion=completion,
+        status=task_pb2.TASK_STATUS_OK,
+        validator_hotkey=VALIDATOR.hotkey,
+    )
+    signing.sign(response, miner, domain=subjects.TASK_RESPONSE_DOMAIN)
+    return response.SerializeToString()
+
+
+async def test_only_a_signed_reply_settles_a_task_and_a_raising_hook_costs_none() -> None:
+    """Whatever reaches a task's inbox unsigned (a body that is no TaskResponse, a no-responders status)
+    is noted, not taken: the miner's signed answer after it still counts, and a task with nothing but
+    notes ends with the first of them at the deadline. ``on_reply`` hears of each settled reply once
+    (and of none of the notes); one that raises is logged while the replies are kept."""
     nc = RecordingClient(fail_for=MINERS[1].hotkey)
     client = MinerTaskClient(nc, keypair=VALIDATOR)  # type: ignore[arg-type]
     told: list[tuple[int, Outcome]] = []
@@ -124,22 +138,29 @@ async def test_a_reply_hook_that_raises_costs_no_reply() -> None:
     sent = asyncio.Event()
     round_task = asyncio.create_task(
         client.send_round(
-            round_of(client), timeout_s=0.2, trace=TraceContext.start(), wave=16, sent=sent.set, on_reply=hook
+            round_of(client), timeout_s=0.3, trace=TraceContext.start(), wave=16, sent=sent.set, on_reply=hook
         )
     )
     await sent.wait()
-    # Miner 3's task gets an answer that is not a TaskResponse; the others never answer.
-    inbox = nc.published[2][1]
-    client._on_reply(natslite.Message(inbox, "", b"\xff\xff", None))
+    # Published: miners 0, 2, 3 and 4 (miner 1's task could not be sent).
+    inbox = {index: reply for index, (_, reply, _) in zip((0, 2, 3, 4), nc.published, strict=True)}
+    no_responders = {"Status": "503"}
+    client._on_reply(natslite.Message(inbox[3], "", b"\xff\xff", None))
+    client._on_reply(natslite.Message(inbox[3], "", b"", no_responders))
+    client._on_reply(natslite.Message(inbox[3], "", signed_answer("t3", MINERS[3], "3"), None))
+    client._on_reply(natslite.Message(inbox[2], "", b"\xff\xff", None))
+    client._on_reply(natslite.Message(inbox[4], "", b"", no_responders))
+    client._on_reply(natslite.Message(inbox[4], "", signed_answer("t4", MINERS[2], "3"), None))
     replies = await round_task
-    assert told == [(1, Outcome.FAILED), (3, Outcome.GARBAGE)]
+    assert told == [(1, Outcome.FAILED), (3, Outcome.OK)]
     assert [reply.outcome for reply in replies] == [
         Outcome.TIMEOUT,
         Outcome.FAILED,
-        Outcome.TIMEOUT,
         Outcome.GARBAGE,
-        Outcome.TIMEOUT,
+        Outcome.OK,
+        Outcome.NO_RESPONDERS,
     ]
+    assert replies[3].completion == "3"
 
 
 async def test_send_round_refuses_a_wave_below_one() -> None:

@@ -11,6 +11,15 @@ and a timeout; each reply ->
 ``Reply`` (``decode_reply``: a TaskResponse for this task, signed by that miner's hotkey, or the outcome
 that says what was wrong; ``send_round`` splits it into ``precheck_reply`` on arrival and one group
 signature check per burst of replies). Subjects and headers: ``kubetensor.core.subjects``.
+
+**Only the miner's signature settles a task.** A task's reply subject is no secret to whoever can read
+the miner's subject (the task message carries it), so anything that cannot be held to the miner: a body
+that is not a TaskResponse or answers another task (GARBAGE), one signed by another key or whose
+signature does not verify (BAD_SIGNATURE), a no-responders status (NO_RESPONDERS: nats-server sends it
+when nobody subscribes, but anyone can publish one), is noted and does not end the task's wait. Taken
+as the answer, it would let a competitor zero out a miner by answering for it first. A task whose miner
+signs no reply before the deadline gets the first thing noted for it, else TIMEOUT; so a miner that
+is down or answers garbage still scores 0, and the round still ends at the deadline, but no sooner.
 """
 
 from __future__ import annotations
@@ -22,7 +31,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import nats.errors
 from google.protobuf.message import DecodeError
 from nats.aio.client import NO_RESPONDERS_STATUS, Client
 from nats.aio.msg import Msg
@@ -237,7 +245,7 @@ def _tell(on_reply: ReplyHook, index: int, reply: Reply) -> None:
 class _Round:
     """The replies one ``send_round`` is waiting for, by index, and when each task went out."""
 
-    __slots__ = ("done", "left", "on_reply", "replies", "sent_at", "tasks")
+    __slots__ = ("done", "left", "noted", "on_reply", "replies", "sent_at", "tasks")
 
     def __init__(
         self, tasks: Sequence[SealedTask], done: asyncio.Future[None], on_reply: ReplyHook | None
@@ -245,13 +253,27 @@ class _Round:
         self.tasks = tasks
         self.sent_at = [0.0] * len(tasks)
         self.replies: list[Reply | None] = [None] * len(tasks)
+        self.noted: list[Reply | None] = [None] * len(tasks)
         self.left = len(tasks)
         self.done = done
         self.on_reply = on_reply
 
+    def note(self, index: int, reply: Reply) -> None:
+        """Keep the first reply for task ``index`` that nobody can be held to (see the module doc): it
+        is the task's outcome only if no signed reply comes before the deadline."""
+        if self.noted[index] is None:
+            self.noted[index] = reply
+
+    def outcomes(self, timeout: Reply) -> list[Reply]:
+        """Each task's signed reply, else what was noted for it, else ``timeout``."""
+        return [
+            reply if reply is not None else noted if noted is not None else timeout
+            for reply, noted in zip(self.replies, self.noted, strict=True)
+        ]
+
     def settle(self, index: int, reply: Reply) -> None:
-        """Keep the first reply for task ``index`` (and tell ``on_reply``); the round is done when every
-        task has one."""
+        """Keep the first reply for task ``index`` (and tell ``on_reply``): one the miner signed, or a
+        failure of this validator's own; the round is done when every task has one."""
         if self.replies[index] is not None:
             return
         self.replies[index] = reply
@@ -294,15 +316,16 @@ class MinerTaskClient:
         replies (one per task, in order; a task that could not be sent is FAILED). ``sent`` is called once
         every task has been handed to NATS, before the replies are awaited. ``on_reply(index, reply)`` is
         called as each task's reply is settled (in the NATS client's read path, so it must not block;
-        one that raises is logged and the reply kept), at most once per task; a task still unanswered
-        at the deadline is TIMEOUT in the list, without a call.
+        one that raises is logged and the reply kept), at most once per task; a task that has no signed
+        reply at the deadline gets what was noted for it (see the module doc) or TIMEOUT in the list,
+        without a call.
 
         With tracing on, each task is a ``send`` (its own PRODUCER span). Otherwise the round is one
-        request/reply exchange of this client's own: every task's reply subject is this client's inbox
-        plus an unguessable per-task token, one subscription receives the replies, and one timer bounds
-        the round, instead of a request, a future and a timer per task. A reply's latency and cheap checks
-        are taken as it arrives (``precheck_reply``); the signatures of the replies that arrive together
-        are then verified as one group (``keys.verify_many``), once per burst.
+        request/reply exchange of this client's own (``_exchange``): every task's reply subject is this
+        client's inbox plus an unguessable per-task token, one subscription receives the replies, and one
+        timer bounds the round, instead of a future and a timer per task. A reply's latency and cheap
+        checks are taken as it arrives (``precheck_reply``); the signatures of the replies that arrive
+        together are then verified as one group (``keys.verify_many``), once per burst.
         """
         if wave < 1:
             raise ValueError(f"wave: expected at least 1, got {wave}")
@@ -313,6 +336,27 @@ class MinerTaskClient:
             return await self._send_each(
                 sealed, timeout_s=timeout_s, traces=traces, wave=wave, sent=sent, on_reply=on_reply
             )
+        return await self._exchange(
+            sealed,
+            [span.traceparent for span in traces],
+            timeout_s=timeout_s,
+            wave=wave,
+            sent=sent,
+            on_reply=on_reply,
+        )
+
+    async def _exchange(
+        self,
+        sealed: Sequence[SealedTask],
+        traceparents: Sequence[str],
+        *,
+        timeout_s: float,
+        wave: int,
+        sent: Callable[[], None] | None,
+        on_reply: ReplyHook | None,
+    ) -> list[Reply]:
+        """Send ``sealed`` (each with its ``traceparent``) with this client's own reply subjects and wait
+        for their signed replies (see ``send_round``)."""
         prefix = await self._reply_inbox()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -322,7 +366,9 @@ class MinerTaskClient:
         for index, inbox in enumerate(inboxes):
             self._waiting[inbox] = (pending, index)
         try:
-            for index, (task, inbox, span) in enumerate(zip(sealed, inboxes, traces, strict=True)):
+            for index, (task, inbox, traceparent) in enumerate(
+                zip(sealed, inboxes, traceparents, strict=True)
+            ):
                 pending.sent_at[index] = time.perf_counter()
                 try:
                     await self._client.publish(
@@ -330,7 +376,7 @@ class MinerTaskClient:
                         task.wire,
                         reply=inbox,
                         headers={
-                            subjects.TRACEPARENT: span.traceparent,
+                            subjects.TRACEPARENT: traceparent,
                             subjects.MESSAGE_TYPE: subjects.TASK_MESSAGE,
                         },
                     )
@@ -355,8 +401,9 @@ class MinerTaskClient:
             # Replies that arrived in time but whose group check has not run yet still count; the check
             # scheduled for them then finds nothing left to do.
             self._verify_unverified()
-        timeout = Reply(Outcome.TIMEOUT, timeout_s, detail=f"no answer within {timeout_s:.3f}s")
-        return [timeout if reply is None else reply for reply in pending.replies]
+        return pending.outcomes(
+            Reply(Outcome.TIMEOUT, timeout_s, detail=f"no answer within {timeout_s:.3f}s")
+        )
 
     def _miner_tasks(self, netuid: int, hotkey: str) -> str:
         """``subjects.miner_tasks``, checked once per miner rather than once per task."""
@@ -437,15 +484,15 @@ class MinerTaskClient:
         latency = time.perf_counter() - pending.sent_at[index]
         headers = msg.headers
         if headers and headers.get(_STATUS_HEADER) == NO_RESPONDERS_STATUS:
-            pending.settle(index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
+            pending.note(index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
             return
         try:
             checked = self._prechecked(msg, task=pending.tasks[index].task, latency_s=latency)
         except Exception as error:
-            pending.settle(index, self._check_failed(pending, index, latency, error))
+            pending.note(index, self._check_failed(pending, index, latency, error))
             return
         if isinstance(checked, Reply):
-            pending.settle(index, checked)
+            pending.note(index, checked)
             return
         if not self._unverified:
             # Both clients hand a subscription every message they parsed from one read without yielding in
@@ -468,13 +515,22 @@ class MinerTaskClient:
             _log.exception("verifying a group of %d replies failed; verifying them one by one", len(group))
             for pending, index, checked in group:
                 try:
-                    reply = checked.finish(keys.verify(*checked.check))
+                    valid = keys.verify(*checked.check)
                 except Exception as error:
-                    reply = self._check_failed(pending, index, checked.verified.latency_s, error)
-                pending.settle(index, reply)
+                    pending.note(index, self._check_failed(pending, index, checked.verified.latency_s, error))
+                else:
+                    self._conclude(pending, index, checked, valid)
             return
         for (pending, index, checked), valid in zip(group, verdicts, strict=True):
-            pending.settle(index, checked.finish(valid))
+            self._conclude(pending, index, checked, valid)
+
+    @staticmethod
+    def _conclude(pending: _Round, index: int, checked: UnverifiedReply, valid: bool) -> None:
+        # Only the miner's signature settles a task; a reply that fails it is noted (see the module doc).
+        if valid:
+            pending.settle(index, checked.verified)
+        else:
+            pending.note(index, checked.finish(valid))
 
     @staticmethod
     def _check_failed(pending: _Round, index: int, latency_s: float, error: Exception) -> Reply:
@@ -492,12 +548,6 @@ class MinerTaskClient:
             latency_s=latency_s,
             trace=TraceContext.from_headers(msg.headers),
         )
-
-    def _checked(self, msg: Msg | natslite.Message, *, task: OutgoingTask, latency_s: float) -> Reply:
-        checked = self._prechecked(msg, task=task, latency_s=latency_s)
-        if isinstance(checked, Reply):
-            return checked
-        return checked.finish(keys.verify(*checked.check))
 
     async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
         """Send ``sealed`` and wait up to ``timeout_s`` for the miner's checked reply.
@@ -528,17 +578,10 @@ class MinerTaskClient:
             return reply
 
     async def _send(self, sealed: SealedTask, *, timeout_s: float, traceparent: str) -> Reply:
-        task, payload = sealed.task, sealed.wire
-        headers = {subjects.TRACEPARENT: traceparent, subjects.MESSAGE_TYPE: subjects.TASK_MESSAGE}
-        subject = subjects.miner_tasks(task.netuid, task.miner_hotkey)
-        started = time.perf_counter()
-        try:
-            msg = await self._client.request(subject, payload, timeout=timeout_s, headers=headers)
-        except nats.errors.NoRespondersError:
-            return Reply(Outcome.NO_RESPONDERS, time.perf_counter() - started, detail="no miner subscribed")
-        except nats.errors.TimeoutError:
-            return Reply(Outcome.TIMEOUT, timeout_s, detail=f"no answer within {timeout_s:.3f}s")
-        return self._checked(msg, task=task, latency_s=time.perf_counter() - started)
+        [reply] = await self._exchange(
+            [sealed], [traceparent], timeout_s=timeout_s, wave=1, sent=None, on_reply=None
+        )
+        return reply
 
     async def publish_report(self, summary: RoundSummary) -> None:
         """Publish the round's report on ``kt.<netuid>.validator.<hotkey>.round``."""
