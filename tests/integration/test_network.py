@@ -14,7 +14,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from kubetensor.miner.subscriber import TaskSubscriber
 from kubetensor.sandbox.natsserver import NatsServer
 from kubetensor.v1 import miner_pb2, miner_pb2_grpc, task_pb2
 from kubetensor.validator.consensus import ConsensusAdapter
-from kubetensor.validator.rounds import Outcome, OutgoingTask, SealedTask
+from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, SealedTask
 from kubetensor.validator.service import ValidatorService
 from kubetensor.validator.state import StateFile
 from kubetensor.validator.taskclient import MinerTaskClient, decode_report, seal_round, task_to_proto
@@ -259,6 +259,35 @@ async def test_miner_refuses_a_replayed_task(
     assert engine.requests == 1
 
 
+async def send_with_a_third_party_listening(
+    subnet: Subnet,
+    engine: FakeEngine,
+    client_nc: nats.aio.client.Client,
+    react: Callable[[nats.aio.client.Client, nats.aio.msg.Msg], Awaitable[None]],
+    *,
+    nonce: int,
+) -> Reply:
+    """One task to ``MINERS[0]`` (running, its engine 0.3 s slow), while another client that reads the
+    miner's subject calls ``react`` on each task it sees there, before the miner has answered."""
+    third_party = await nats.connect(subnet.nats_url)
+
+    async def seen(msg: nats.aio.msg.Msg) -> None:
+        await react(third_party, msg)
+        await third_party.flush()
+
+    try:
+        await third_party.subscribe(subjects.miner_tasks(NETUID, MINERS[0].hotkey), cb=seen)
+        await third_party.flush()
+        engine.delay_s = 0.3
+        async with RunningMiner(subnet, MINERS[0], engine):
+            sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+            return await sender.send(
+                sealed(sender, outgoing(MINERS[0], nonce=nonce)), timeout_s=5, trace=TraceContext.start()
+            )
+    finally:
+        await third_party.close()
+
+
 async def test_copies_of_a_task_in_hand_cannot_answer_for_the_miner(
     subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
 ) -> None:
@@ -266,11 +295,9 @@ async def test_copies_of_a_task_in_hand_cannot_answer_for_the_miner(
     an exact copy (a replay) and one with its envelope changed (a bad signature). Answered, their
     refusals, signed by the miner, would reach the validator's inbox before the slow genuine answer and
     count as the miner's answer; the miner answers neither, and the validator gets the completion."""
-    engine.delay_s = 0.3
     copies: list[str] = []
-    eavesdropper = await nats.connect(subnet.nats_url)
 
-    async def republish(msg: nats.aio.msg.Msg) -> None:
+    async def republish(eavesdropper: nats.aio.client.Client, msg: nats.aio.msg.Msg) -> None:
         if msg.headers is None or "copied" in msg.headers:
             return
         headers = dict(msg.headers) | {"copied": "1"}
@@ -280,19 +307,9 @@ async def test_copies_of_a_task_in_hand_cannot_answer_for_the_miner(
         envelope.prompt = "1+1="
         forged.envelope = envelope.SerializeToString()
         await eavesdropper.publish(msg.subject, forged.SerializeToString(), reply=msg.reply, headers=headers)
-        await eavesdropper.flush()
         copies.append(msg.reply)
 
-    try:
-        await eavesdropper.subscribe(subjects.miner_tasks(NETUID, MINERS[0].hotkey), cb=republish)
-        await eavesdropper.flush()
-        async with RunningMiner(subnet, MINERS[0], engine):
-            sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
-            reply = await sender.send(
-                sealed(sender, outgoing(MINERS[0], nonce=91)), timeout_s=5, trace=TraceContext.start()
-            )
-    finally:
-        await eavesdropper.close()
+    reply = await send_with_a_third_party_listening(subnet, engine, client_nc, republish, nonce=91)
     assert len(copies) == 1
     assert reply.outcome is Outcome.OK, reply.detail
     assert reply.completion == "231"
@@ -307,32 +324,19 @@ async def test_a_competitor_answering_for_a_miner_cannot_take_its_task(
     really signed, for an earlier task. None of them is the miner's answer to this task; the validator
     waits for that one (the miner answers 0.3 s later) and takes it."""
     async with RunningMiner(subnet, MINERS[0], engine):
-        sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
         earlier = await raw_request(
             client_nc, task_to_proto(outgoing(MINERS[0], nonce=61), keypair=VALIDATOR)
         )
-        assert earlier.status == task_pb2.TASK_STATUS_OK
-        old_answer = [earlier.SerializeToString()]
-        engine.delay_s = 0.3
-        competitor = await nats.connect(subnet.nats_url)
-        answered: list[str] = []
+    assert earlier.status == task_pb2.TASK_STATUS_OK
+    answered: list[str] = []
 
-        async def answer_for_the_miner(msg: nats.aio.msg.Msg) -> None:
-            await competitor.publish(msg.reply, b"\x00garbage")
-            await competitor.publish(msg.reply, b"", headers={"Status": "503"})
-            await competitor.publish(msg.reply, old_answer[0])
-            answered.append(msg.reply)
+    async def answer_for_the_miner(competitor: nats.aio.client.Client, msg: nats.aio.msg.Msg) -> None:
+        await competitor.publish(msg.reply, b"\x00garbage")
+        await competitor.publish(msg.reply, b"", headers={"Status": "503"})
+        await competitor.publish(msg.reply, earlier.SerializeToString())
+        answered.append(msg.reply)
 
-        try:
-            await competitor.subscribe(
-                subjects.miner_tasks(NETUID, MINERS[0].hotkey), cb=answer_for_the_miner
-            )
-            await competitor.flush()
-            reply = await sender.send(
-                sealed(sender, outgoing(MINERS[0], nonce=63)), timeout_s=5, trace=TraceContext.start()
-            )
-        finally:
-            await competitor.close()
+    reply = await send_with_a_third_party_listening(subnet, engine, client_nc, answer_for_the_miner, nonce=63)
     assert len(answered) == 1
     assert reply.outcome is Outcome.OK, reply.detail
     assert reply.completion == "231"
