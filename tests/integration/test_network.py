@@ -266,9 +266,11 @@ async def send_with_a_third_party_listening(
     react: Callable[[nats.aio.client.Client, nats.aio.msg.Msg], Awaitable[None]],
     *,
     nonce: int,
+    unsigned: list[Outcome] | None = None,
 ) -> Reply:
     """One task to ``MINERS[0]`` (running, its engine 0.3 s slow), while another client that reads the
-    miner's subject calls ``react`` on each task it sees there, before the miner has answered."""
+    miner's subject calls ``react`` on each task it sees there, before the miner has answered; the
+    validator's ``on_unsigned`` appends to ``unsigned``."""
     third_party = await nats.connect(subnet.nats_url)
 
     async def seen(msg: nats.aio.msg.Msg) -> None:
@@ -280,7 +282,9 @@ async def send_with_a_third_party_listening(
         await third_party.flush()
         engine.delay_s = 0.3
         async with RunningMiner(subnet, MINERS[0], engine):
-            sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+            sender = MinerTaskClient(
+                client_nc, keypair=VALIDATOR, on_unsigned=unsigned.append if unsigned is not None else None
+            )
             return await sender.send(
                 sealed(sender, outgoing(MINERS[0], nonce=nonce)), timeout_s=5, trace=TraceContext.start()
             )
@@ -336,11 +340,17 @@ async def test_a_competitor_answering_for_a_miner_cannot_take_its_task(
         await competitor.publish(msg.reply, earlier.SerializeToString())
         answered.append(msg.reply)
 
-    reply = await send_with_a_third_party_listening(subnet, engine, client_nc, answer_for_the_miner, nonce=63)
+    unsigned: list[Outcome] = []
+    reply = await send_with_a_third_party_listening(
+        subnet, engine, client_nc, answer_for_the_miner, nonce=63, unsigned=unsigned
+    )
     assert len(answered) == 1
     assert reply.outcome is Outcome.OK, reply.detail
     assert reply.completion == "231"
     assert reply.latency_s >= 0.3
+    # The three answers were seen, and counted as replies the miner did not sign (the earlier answer is
+    # the miner's, but for another task).
+    assert unsigned == [Outcome.GARBAGE, Outcome.NO_RESPONDERS, Outcome.GARBAGE]
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "memory-only"])

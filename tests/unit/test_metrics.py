@@ -41,6 +41,18 @@ def _scored(uid: int, outcome: Outcome, score: float) -> ScoredTask:
     )
 
 
+def test_replies_their_miner_did_not_sign_are_counted_by_outcome() -> None:
+    validator = ValidatorMetrics()
+    for outcome in (Outcome.GARBAGE, Outcome.NO_RESPONDERS, Outcome.GARBAGE):
+        validator.unsigned_reply(outcome)
+    samples = _samples(_exposition(validator.registry))
+    assert samples[("kubetensor_validator_unsigned_replies_total", frozenset({("outcome", "garbage")}))] == 2
+    assert (
+        samples[("kubetensor_validator_unsigned_replies_total", frozenset({("outcome", "no_responders")}))]
+        == 1
+    )
+
+
 def test_the_endpoint_serves_its_registry_on_a_free_port_and_stops() -> None:
     miner = MinerMetrics()
     miner.watch(in_flight=lambda: 3, slots=8)

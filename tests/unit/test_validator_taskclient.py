@@ -128,7 +128,8 @@ async def test_only_a_signed_reply_settles_a_task_and_a_raising_hook_costs_none(
     notes ends with the first of them at the deadline. ``on_reply`` hears of each settled reply once
     (and of none of the notes); one that raises is logged while the replies are kept."""
     nc = RecordingClient(fail_for=MINERS[1].hotkey)
-    client = MinerTaskClient(nc, keypair=VALIDATOR)  # type: ignore[arg-type]
+    unsigned: list[Outcome] = []
+    client = MinerTaskClient(nc, keypair=VALIDATOR, on_unsigned=unsigned.append)  # type: ignore[arg-type]
     told: list[tuple[int, Outcome]] = []
 
     def hook(index: int, reply: Any) -> None:
@@ -161,6 +162,15 @@ async def test_only_a_signed_reply_settles_a_task_and_a_raising_hook_costs_none(
         Outcome.NO_RESPONDERS,
     ]
     assert replies[3].completion == "3"
+    # Every reply the miner did not sign was counted, in the order it came (miner 2's answer to task 4
+    # is signed, but by another key than task 4's miner).
+    assert unsigned == [
+        Outcome.GARBAGE,
+        Outcome.NO_RESPONDERS,
+        Outcome.GARBAGE,
+        Outcome.NO_RESPONDERS,
+        Outcome.BAD_SIGNATURE,
+    ]
 
 
 async def test_send_round_refuses_a_wave_below_one() -> None:

@@ -18,6 +18,7 @@ from kubetensor.consensus.client import ConsensusClient
 from kubetensor.core import bus, grpcserver, metrics, process
 from kubetensor.validator.consensus import ConsensusAdapter
 from kubetensor.validator.errors import ValidatorError
+from kubetensor.validator.metrics import ValidatorMetrics
 from kubetensor.validator.server import SERVICE_NAME, create_server
 from kubetensor.validator.service import ValidatorService
 from kubetensor.validator.settings import ValidatorSettings
@@ -50,11 +51,12 @@ async def serve(settings: ValidatorSettings) -> None:
     endpoint = None
     try:
         nc = await bus.connect_tasks(settings.nats_url, name=f"validator-{keypair.hotkey[:12]}")
+        figures = ValidatorMetrics()
         service = ValidatorService(
             hotkey=keypair.hotkey,
             netuid=settings.netuid,
             task_kind=task_kind,
-            sender=MinerTaskClient(nc, keypair=keypair),
+            sender=MinerTaskClient(nc, keypair=keypair, on_unsigned=figures.unsigned_reply),
             consensus=ConsensusAdapter(consensus, keypair=keypair),
             state_file=state_file,
             state=state,
@@ -65,6 +67,7 @@ async def serve(settings: ValidatorSettings) -> None:
             retry_s=settings.weights_retry_seconds,
             vpermit_stake_limit_rao=settings.vpermit_stake_limit_rao,
             rng=random.Random(settings.seed),
+            metrics=figures,
         )
         if settings.metrics_listen:
             endpoint = metrics.serve(settings.metrics_listen, service.metrics.registry)

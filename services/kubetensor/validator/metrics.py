@@ -3,7 +3,8 @@
 Updated by ``ValidatorService`` after each round (``observe_round``); served by ``__main__`` through
 ``kubetensor.core.metrics``. Per miner (labels ``uid``, ``hotkey``): tasks sent, answered, failed (any
 outcome but ok and timeout, with its ``outcome``) and timed out; the last score and the moving average.
-Per round: the count, the duration, and the distribution of task scores. The per-miner figures and the
+Per round: the count, the duration, and the distribution of task scores. And the replies on a task's
+reply subject that its miner did not sign, by outcome (``unsigned_reply``). The per-miner figures and the
 score distribution are plain numbers that collectors turn into labelled counters and gauges, and into a
 histogram, when ``/metrics`` is scraped.
 """
@@ -158,6 +159,19 @@ class ValidatorMetrics:
         self.weights_set = Counter(
             "kubetensor_validator_weights_set", "Weight sets the consensus service accepted.", registry=r
         )
+        self.unsigned_replies = Counter(
+            "kubetensor_validator_unsigned_replies",
+            "Replies on a task's reply subject that its miner did not sign (not a TaskResponse, another "
+            "task's answer, another key, a bad signature, a no-responders status), by outcome; they do "
+            "not end the task's wait, and a signed answer after them still counts. Many where miners "
+            "are up: someone answers for them.",
+            ["outcome"],
+            registry=r,
+        )
+
+    def unsigned_reply(self, outcome: Outcome) -> None:
+        """Count one reply its miner did not sign (``MinerTaskClient``'s ``on_unsigned``)."""
+        self.unsigned_replies.labels(outcome.value).inc()
 
     def observe_round(self, summary: RoundSummary) -> None:
         """Count one finished round."""

@@ -287,8 +287,17 @@ class _Round:
 class MinerTaskClient:
     """Sends one validator's tasks to miners and publishes its round reports."""
 
-    def __init__(self, client: Client | natslite.LiteClient, *, keypair: keys.Keypair) -> None:
+    def __init__(
+        self,
+        client: Client | natslite.LiteClient,
+        *,
+        keypair: keys.Keypair,
+        on_unsigned: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        """``on_unsigned(outcome)`` hears of each reply its miner did not sign (see the module doc), as
+        it is noted (``ValidatorMetrics.unsigned_reply``)."""
         self._client = client
+        self._on_unsigned = on_unsigned
         self._keypair = keypair
         self._hotkey = keypair.hotkey
         self._inbox: str | None = None
@@ -484,15 +493,15 @@ class MinerTaskClient:
         latency = time.perf_counter() - pending.sent_at[index]
         headers = msg.headers
         if headers and headers.get(_STATUS_HEADER) == NO_RESPONDERS_STATUS:
-            pending.note(index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
+            self._note(pending, index, Reply(Outcome.NO_RESPONDERS, latency, detail="no miner subscribed"))
             return
         try:
             checked = self._prechecked(msg, task=pending.tasks[index].task, latency_s=latency)
         except Exception as error:
-            pending.note(index, self._check_failed(pending, index, latency, error))
+            self._note(pending, index, self._check_failed(pending, index, latency, error))
             return
         if isinstance(checked, Reply):
-            pending.note(index, checked)
+            self._note(pending, index, checked)
             return
         if not self._unverified:
             # Both clients hand a subscription every message they parsed from one read without yielding in
@@ -517,20 +526,29 @@ class MinerTaskClient:
                 try:
                     valid = keys.verify(*checked.check)
                 except Exception as error:
-                    pending.note(index, self._check_failed(pending, index, checked.verified.latency_s, error))
+                    self._note(
+                        pending, index, self._check_failed(pending, index, checked.verified.latency_s, error)
+                    )
                 else:
                     self._conclude(pending, index, checked, valid)
             return
         for (pending, index, checked), valid in zip(group, verdicts, strict=True):
             self._conclude(pending, index, checked, valid)
 
-    @staticmethod
-    def _conclude(pending: _Round, index: int, checked: UnverifiedReply, valid: bool) -> None:
+    def _conclude(self, pending: _Round, index: int, checked: UnverifiedReply, valid: bool) -> None:
         # Only the miner's signature settles a task; a reply that fails it is noted (see the module doc).
         if valid:
             pending.settle(index, checked.verified)
         else:
-            pending.note(index, checked.finish(valid))
+            self._note(pending, index, checked.finish(valid))
+
+    def _note(self, pending: _Round, index: int, reply: Reply) -> None:
+        pending.note(index, reply)
+        if self._on_unsigned is not None:
+            try:
+                self._on_unsigned(reply.outcome)
+            except Exception:
+                _log.exception("counting an unsigned reply failed")
 
     @staticmethod
     def _check_failed(pending: _Round, index: int, latency_s: float, error: Exception) -> Reply:
