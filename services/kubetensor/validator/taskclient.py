@@ -467,14 +467,22 @@ class MinerTaskClient:
         index: int,
         on_reply: ReplyHook | None,
     ) -> Reply:
+        # The task's own exchange tells of its signed reply as it is settled, under the round's index.
+        hook: ReplyHook | None = None
+        if on_reply is not None:
+            round_hook = on_reply
+
+            def hook(_: int, reply: Reply) -> None:
+                round_hook(index, reply)
+
         try:
-            reply = await self.send(sealed, timeout_s=timeout_s, trace=trace)
+            return await self.send(sealed, timeout_s=timeout_s, trace=trace, on_reply=hook)
         except Exception as error:
             _log.warning("sending a task to %s failed: %s", sealed.task.miner_hotkey[:16], error)
             reply = Reply(Outcome.FAILED, timeout_s, detail=f"send failed: {error}")
-        if on_reply is not None and reply.outcome is not Outcome.TIMEOUT:
-            _tell(on_reply, index, reply)
-        return reply
+            if on_reply is not None:
+                _tell(on_reply, index, reply)
+            return reply
 
     async def _reply_inbox(self) -> str:
         """The prefix of this client's reply subjects; subscribed on first use."""
@@ -567,14 +575,19 @@ class MinerTaskClient:
             trace=TraceContext.from_headers(msg.headers),
         )
 
-    async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
-        """Send ``sealed`` and wait up to ``timeout_s`` for the miner's checked reply.
+    async def send(
+        self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext, on_reply: ReplyHook | None = None
+    ) -> Reply:
+        """Send ``sealed`` and wait up to ``timeout_s`` for the miner's checked reply (``on_reply(0,
+        reply)`` as soon as a reply the miner signed settles it, as in ``send_round``).
 
         Traced (when tracing is on) as a PRODUCER span whose context the ``traceparent`` header carries.
         """
         task = sealed.task
         if not telemetry.enabled():
-            return await self._send(sealed, timeout_s=timeout_s, traceparent=trace.traceparent)
+            return await self._send(
+                sealed, timeout_s=timeout_s, traceparent=trace.traceparent, on_reply=on_reply
+            )
         attributes: telemetry.Attributes = {
             "messaging.system": "nats",
             "messaging.operation.type": "send",
@@ -590,14 +603,18 @@ class MinerTaskClient:
             f"send {subjects.MINER_TASKS_TEMPLATE}", kind=SpanKind.PRODUCER, attributes=attributes
         ) as span:
             own = telemetry.current_trace() or trace
-            reply = await self._send(sealed, timeout_s=timeout_s, traceparent=own.traceparent)
+            reply = await self._send(
+                sealed, timeout_s=timeout_s, traceparent=own.traceparent, on_reply=on_reply
+            )
             if span is not None:
                 span.set_attribute(telemetry.OUTCOME, reply.outcome.value)
             return reply
 
-    async def _send(self, sealed: SealedTask, *, timeout_s: float, traceparent: str) -> Reply:
+    async def _send(
+        self, sealed: SealedTask, *, timeout_s: float, traceparent: str, on_reply: ReplyHook | None
+    ) -> Reply:
         [reply] = await self._exchange(
-            [sealed], [traceparent], timeout_s=timeout_s, wave=1, sent=None, on_reply=None
+            [sealed], [traceparent], timeout_s=timeout_s, wave=1, sent=None, on_reply=on_reply
         )
         return reply
 
