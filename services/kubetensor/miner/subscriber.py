@@ -169,6 +169,8 @@ class TaskSubscriber:
         self._handlers: set[asyncio.Task[None]] = set()
         # The reply subjects of the tasks in hand (see the module doc).
         self._replying: set[str] = set()
+        # Busy answers on their way out through nats.py (``_shed``).
+        self._publishing: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.subject = subjects.miner_tasks(service.netuid, service.hotkey)
 
@@ -241,14 +243,24 @@ class TaskSubscriber:
             )
         self._service.metrics.count(answer.status)
         response, headers = self._wire(msg, answer, span)
+        if not isinstance(self._client, natslite.LiteClient):
+            # nats.py publishes from a coroutine: a short task, held until it is done (the loop keeps
+            # only a weak reference to a task).
+            assert self._loop is not None
+            task = self._loop.create_task(self._publish(msg.reply, response, headers, answer.task_id))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+            return
         try:
-            if isinstance(self._client, natslite.LiteClient):
-                self._client.publish_nowait(msg.reply, response, headers=headers)
-            else:
-                assert self._loop is not None
-                self._loop.create_task(self._client.publish(msg.reply, response, headers=headers))
+            self._client.publish_nowait(msg.reply, response, headers=headers)
         except Exception as error:
             _log.warning("could not send the busy answer to task %s: %s", answer.task_id, error)
+
+    async def _publish(self, reply: str, response: bytes, headers: dict[str, str], task_id: str) -> None:
+        try:
+            await self._client.publish(reply, response, headers=headers)
+        except Exception as error:
+            _log.warning("could not send the answer to task %s: %s", task_id, error)
 
     async def _handle(self, msg: Msg | natslite.Message) -> None:
         try:
@@ -302,7 +314,4 @@ class TaskSubscriber:
 
     async def _reply(self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext) -> None:
         response, headers = self._wire(msg, answer, span)
-        try:
-            await self._client.publish(msg.reply, response, headers=headers)
-        except Exception as error:
-            _log.warning("could not send the answer to task %s: %s", answer.task_id, error)
+        await self._publish(msg.reply, response, headers, answer.task_id)
