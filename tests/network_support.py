@@ -21,14 +21,23 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import Future
 
+import nats.aio.client
+from kubetensor.core import keys, natslite
 from kubetensor.core.keys import Keypair
+from kubetensor.core.metagraphview import MetagraphView
+from kubetensor.core.tracecontext import TraceContext
+from kubetensor.miner.jobs import Chunk
+from kubetensor.miner.permits import PermitCache
+from kubetensor.miner.service import MinerService
+from kubetensor.miner.subscriber import TaskSubscriber
 from kubetensor.models import task
 from kubetensor.validator.rounds import OutgoingTask
 
 from tests import polling
+from tests.bench.support import NETUID, metagraph
 
 TAO = 10**9
 
@@ -168,3 +177,42 @@ async def eventually(
 ) -> None:
     """``polling.eventually`` with the network tests' longer bound and slower poll (real processes)."""
     await polling.eventually(check, what=what, seconds=seconds, interval=0.05)
+
+
+class EchoEngine:
+    """A miner's engine in this process that answers an addition prompt right, at once."""
+
+    async def stream(
+        self, *, prompt: str, max_tokens: int, temperature: float, trace: TraceContext | None = None
+    ) -> AsyncIterator[Chunk]:
+        yield Chunk(text=answer_for(prompt))
+        yield Chunk(text="", finish_reason="stop", completion_tokens=2)
+
+
+async def running_miners(
+    client: natslite.LiteClient | nats.aio.client.Client,
+    miners: list[Keypair],
+    *,
+    validator: Keypair,
+    registered: Iterable[Keypair],
+) -> list[TaskSubscriber]:
+    """``miners`` answering tasks on ``client`` with an ``EchoEngine``, in this process, on the bench's
+    subnet (``tests.bench.support.NETUID``), where ``validator`` holds a permit and ``registered`` are
+    the miners."""
+    view = metagraph(validator=validator.hotkey, miners=(m.hotkey for m in registered))
+
+    async def fetch() -> MetagraphView:
+        return view
+
+    subscribers = []
+    signatures = keys.VerifiedSignatures()
+    for miner in miners:
+        permits = PermitCache(fetch, netuid=NETUID, refresh_seconds=3600)
+        await permits.refresh()
+        service = MinerService(
+            keypair=miner, netuid=NETUID, engine=EchoEngine(), permits=permits, signatures=signatures
+        )
+        subscriber = TaskSubscriber(client, service)
+        await subscriber.start()
+        subscribers.append(subscriber)
+    return subscribers

@@ -16,15 +16,9 @@ import nats.aio.client
 import nats.aio.msg
 import nats.errors
 import pytest
-from kubetensor.core import bus, keys, natslite
-from kubetensor.core.keys import Keypair
-from kubetensor.core.metagraphview import MetagraphView
+from kubetensor.core import bus, natslite
 from kubetensor.core.natslite import Message
 from kubetensor.core.tracecontext import TraceContext
-from kubetensor.miner.jobs import Chunk
-from kubetensor.miner.permits import PermitCache
-from kubetensor.miner.service import MinerService
-from kubetensor.miner.subscriber import TaskSubscriber
 from kubetensor.sandbox import pki
 from kubetensor.sandbox.natsserver import NatsServer
 from kubetensor.sandbox.processes import http_json
@@ -32,8 +26,8 @@ from kubetensor.sandbox.tools import Tools
 from kubetensor.validator.rounds import Outcome
 from kubetensor.validator.taskclient import MinerTaskClient
 
-from tests.bench.support import NETUID, metagraph
-from tests.network_support import addition_round, answer_for, keypair
+from tests.bench.support import NETUID
+from tests.network_support import addition_round, answer_for, keypair, running_miners
 
 VALIDATOR = keypair(90)
 MINERS = [keypair(91 + i) for i in range(3)]
@@ -299,40 +293,12 @@ async def test_a_connection_whose_pings_go_unanswered_is_dropped_and_made_again(
 # -- a round over the lite client on both sides -------------------------------------------------------
 
 
-class EchoEngine:
-    async def stream(
-        self, *, prompt: str, max_tokens: int, temperature: float, trace: TraceContext | None = None
-    ) -> AsyncIterator[Chunk]:
-        yield Chunk(text=answer_for(prompt))
-        yield Chunk(text="", finish_reason="stop", completion_tokens=2)
-
-
-async def running_miners(client: natslite.LiteClient, miners: list[Keypair]) -> list[TaskSubscriber]:
-    view = metagraph(validator=VALIDATOR.hotkey, miners=(m.hotkey for m in MINERS))
-
-    async def fetch() -> MetagraphView:
-        return view
-
-    subscribers = []
-    signatures = keys.VerifiedSignatures()
-    for miner in miners:
-        permits = PermitCache(fetch, netuid=NETUID, refresh_seconds=3600)
-        await permits.refresh()
-        service = MinerService(
-            keypair=miner, netuid=NETUID, engine=EchoEngine(), permits=permits, signatures=signatures
-        )
-        subscriber = TaskSubscriber(client, service)
-        await subscriber.start()
-        subscribers.append(subscriber)
-    return subscribers
-
-
 async def test_a_round_over_lite_clients_is_answered_signed_and_traced(nats_server: NatsServer) -> None:
     miners_nc = await bus.connect_lite(nats_server.url, name="test-miners")
     validator_nc = await bus.connect_lite(nats_server.url, name="test-validator")
     try:
         # The last miner is not running: its task finds no responders.
-        subscribers = await running_miners(miners_nc, MINERS[:-1])
+        subscribers = await running_miners(miners_nc, MINERS[:-1], validator=VALIDATOR, registered=MINERS)
         await miners_nc.flush()
         sender = MinerTaskClient(validator_nc, keypair=VALIDATOR)
         trace = TraceContext.start()
