@@ -138,6 +138,19 @@ def response_to_wire(answer: Answer, *, service: MinerService) -> bytes:
     return payload + _signature_prefix(service.public_key) + signature
 
 
+def _own_span(received: TraceContext | None) -> TraceContext:
+    """The miner's span for a task without tracing: a child of the validator's, else a new trace."""
+    return received.child() if received is not None else TraceContext.start()
+
+
+def _job(msg: Msg | natslite.Message, span: TraceContext) -> Job | Answer:
+    """The job ``msg`` carries, or the REFUSED answer when it is not a task."""
+    try:
+        return job_from_proto(task_pb2.Task.FromString(msg.data), trace=span)
+    except DecodeError:
+        return Answer(task_id="", validator_hotkey="", status=Status.REFUSED, error=_NOT_A_TASK)
+
+
 def _consume_attributes(msg: Msg | natslite.Message, *, netuid: int) -> dict[str, str | int]:
     return {
         "messaging.system": "nats",
@@ -201,6 +214,9 @@ class TaskSubscriber:
         # ``_handle`` takes its task out of ``_handlers`` itself: a done callback would cost a loop turn.
         assert self._loop is not None
         reply = msg.reply
+        if not reply:
+            _log.debug("ignoring a task without a reply subject")
+            return
         if reply in self._replying:
             _log.debug("ignoring a second message for reply subject %s: its task is in hand", reply)
             return
@@ -214,33 +230,29 @@ class TaskSubscriber:
                 self._shed_count,
             )
             self._shed_count = 0
-        if reply:
-            self._replying.add(reply)
+        self._replying.add(reply)
         self._handlers.add(self._loop.create_task(self._handle(msg)))
 
     def _shed(self, msg: Msg | natslite.Message) -> None:
         """Answer BUSY now, unchecked: ``max_pending`` tasks are held already (see the module doc)."""
-        if not msg.reply:
-            return
         if not self._shed_count:
             _log.warning(
                 "%d tasks are held already: answering BUSY, unchecked, until the backlog drains",
                 self.max_pending,
             )
         self._shed_count += 1
-        received = TraceContext.from_headers(msg.headers)
-        span = received.child() if received is not None else TraceContext.start()
-        try:
-            job = job_from_proto(task_pb2.Task.FromString(msg.data), trace=span)
-        except DecodeError:
-            answer = Answer(task_id="", validator_hotkey="", status=Status.REFUSED, error=_NOT_A_TASK)
-        else:
-            answer = Answer(
+        span = _own_span(TraceContext.from_headers(msg.headers))
+        job = _job(msg, span)
+        answer = (
+            job
+            if isinstance(job, Answer)
+            else Answer(
                 task_id=job.task_id,
                 validator_hotkey=job.validator_hotkey,
                 status=Status.BUSY,
                 error=f"the miner holds {self.max_pending} tasks already (its backlog limit): try later",
             )
+        )
         self._service.metrics.count(answer.status)
         response, headers = self._wire(msg, answer, span)
         if not isinstance(self._client, natslite.LiteClient):
@@ -264,14 +276,11 @@ class TaskSubscriber:
 
     async def _handle(self, msg: Msg | natslite.Message) -> None:
         try:
-            if not msg.reply:
-                _log.debug("ignoring a task without a reply subject")
-                return
             received = TraceContext.from_headers(msg.headers)
             if telemetry.enabled():
                 await self._handle_traced(msg, received)
                 return
-            span = received.child() if received is not None else TraceContext.start()
+            span = _own_span(received)
             await self._reply(msg, await self._answer(msg, span), span)
         finally:
             self._replying.discard(msg.reply)
@@ -293,10 +302,9 @@ class TaskSubscriber:
             await self._reply(msg, answer, span)
 
     async def _answer(self, msg: Msg | natslite.Message, span: TraceContext) -> Answer:
-        try:
-            job = job_from_proto(task_pb2.Task.FromString(msg.data), trace=span)
-        except DecodeError:
-            return Answer(task_id="", validator_hotkey="", status=Status.REFUSED, error=_NOT_A_TASK)
+        job = _job(msg, span)
+        if isinstance(job, Answer):
+            return job
         return await self._service.answer(job)
 
     def _wire(

@@ -92,11 +92,11 @@ class TaskSender(Protocol):
     async def publish_report(self, summary: RoundSummary) -> None: ...
 
 
-def _trace_score(neuron: NeuronView, *, scored: ScoredTask) -> None:
+def _trace_score(scored: ScoredTask) -> None:
     """A ``validator.score`` span for one miner's task (a child of the round)."""
     attributes: telemetry.Attributes = {
-        telemetry.UID: neuron.uid,
-        telemetry.HOTKEY: neuron.hotkey,
+        telemetry.UID: scored.uid,
+        telemetry.HOTKEY: scored.hotkey,
         telemetry.TASK_ID: scored.task_id,
         telemetry.OUTCOME: scored.outcome.value,
         "kubetensor.task.correctness": scored.correctness,
@@ -188,8 +188,8 @@ class _RoundScores:
             for index, (result, reply) in enumerate(zip(self._scored, replies, strict=True))
         ]
         if telemetry.enabled():
-            for neuron, (scored, _) in zip(self._sample, done, strict=True):
-                _trace_score(neuron, scored=scored)
+            for scored, _ in done:
+                _trace_score(scored)
         averages = self._averages.with_entries({scored.uid: average for scored, average in done})
         return tuple(scored for scored, _ in done), averages
 
