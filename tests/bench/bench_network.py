@@ -63,7 +63,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 try:
@@ -272,28 +272,34 @@ async def interleaved(methods: list[Method], *, rounds: int, warmup: int, block:
         done += now
 
 
-def sample_tasks(count: int) -> list[OutgoingTask]:
-    """One round's tasks for ``count`` miners, as the validator builds them."""
+_NONCES = itertools.count(time.time_ns())
+"""The bench's own task nonces: increasing, never one of the validator's (those are taken from the clock
+at each round, long after these start)."""
+
+
+def sample_tasks(miners: Sequence[Keypair]) -> list[OutgoingTask]:
+    """One round's tasks for ``miners``, as the validator builds them: one deadline, a fresh nonce each
+    and a task id of the validator's length (32 hex characters)."""
     deadline = time.time_ns() // 1_000_000 + 5_000
     return [
         OutgoingTask(
-            task_id="x" * 32,
+            task_id=f"{nonce:032x}",
             netuid=NETUID,
             task_type="addition",
             prompt="47+85=",
             max_tokens=6,
             miner_hotkey=key.hotkey,
-            nonce=time.time_ns() + i,
+            nonce=nonce,
             deadline_unix_ms=deadline,
         )
-        for i, key in enumerate(miner_keys(count))
+        for key, nonce in zip(miners, _NONCES, strict=False)  # the nonces never end
     ]
 
 
 def ed25519_costs(operations: int = 2000) -> dict[str, Any]:
     """Median microseconds of one signature and one verification on a real round envelope's bytes, and
     per signature of the group check the validator makes of a round's 64 responses (``verify_many``)."""
-    payload = seal_round(sample_tasks(64), keypair=VALIDATOR)[0].envelope
+    payload = seal_round(sample_tasks(miner_keys(64)), keypair=VALIDATOR)[0].envelope
     signature = VALIDATOR.sign(subjects.ROUND_ENVELOPE_DOMAIN, payload)
     responses = [
         (
@@ -371,29 +377,12 @@ async def measure(
             assert summary is not None
             failures.extend(s.outcome.value for s in summary.scores if s.outcome.value != "ok")
 
-        nonces = itertools.count(time.time_ns())
-
         async def one_fanout() -> None:
-            deadline = time.time_ns() // 1_000_000 + 5_000
-            sealed = sender.seal(
-                [
-                    OutgoingTask(
-                        task_id=f"t{next(nonces)}-{i}",
-                        netuid=NETUID,
-                        task_type="addition",
-                        prompt="47+85=",
-                        max_tokens=6,
-                        miner_hotkey=key.hotkey,
-                        nonce=next(nonces),
-                        deadline_unix_ms=deadline,
-                    )
-                    for i, key in enumerate(keys)
-                ]
-            )
+            sealed = sender.seal(sample_tasks(keys))
             replies = await sender.send_round(sealed, timeout_s=5.0, trace=TraceContext.start())
             failures.extend(r.outcome.value for r in replies if r.outcome.value != "ok")
 
-        sample_task = seal_round(sample_tasks(count), keypair=VALIDATOR)[0].SerializeToString()
+        sample_task = seal_round(sample_tasks(keys), keypair=VALIDATOR)[0].SerializeToString()
         subjects_ = [subjects.miner_tasks(RAW_NETUID, key.hotkey) for key in keys]
 
         async def one_raw() -> None:
