@@ -26,6 +26,7 @@ from kubetensor.sandbox.tools import Tools
 from kubetensor.validator.rounds import Outcome
 from kubetensor.validator.taskclient import MinerTaskClient
 
+from tests import polling
 from tests.bench.support import NETUID
 from tests.network_support import addition_round, answer_for, keypair, running_miners
 
@@ -51,14 +52,6 @@ async def natspy(nats_server: NatsServer) -> AsyncIterator[nats.aio.client.Clien
         await client.close()
 
 
-async def until(condition: object, *, within: float = 5.0) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.01)
-
-
 async def test_publish_reaches_a_subscriber_with_its_headers_both_ways(
     lite: natslite.LiteClient, natspy: nats.aio.client.Client
 ) -> None:
@@ -67,7 +60,7 @@ async def test_publish_reaches_a_subscriber_with_its_headers_both_ways(
     await lite.flush()
     await natspy.publish("kt.lite.in", b"one", reply="kt.lite.reply", headers={"traceparent": "00-x"})
     await natspy.publish("kt.lite.in", b"two")
-    await until(lambda: len(from_natspy) == 2)
+    await polling.eventually(lambda: len(from_natspy) == 2, what="both messages from nats.py", seconds=5)
     assert from_natspy[0] == Message("kt.lite.in", "kt.lite.reply", b"one", {"traceparent": "00-x"})
     assert from_natspy[1] == Message("kt.lite.in", "", b"two", None)
 
@@ -84,7 +77,9 @@ async def test_publish_reaches_a_subscriber_with_its_headers_both_ways(
         await asyncio.sleep(0.01)
     await lite.publish("kt.lite.out", b"\x00\r\nbinary", headers={"kt-message-type": "Task", "a": "b c"})
     await lite.publish("kt.lite.out", b"", reply="kt.lite.r")
-    await until(lambda: sum(m.data != b"probe" for m in to_natspy) == 2)
+    await polling.eventually(
+        lambda: sum(m.data != b"probe" for m in to_natspy) == 2, what="both messages to nats.py", seconds=5
+    )
     to_natspy[:] = [m for m in to_natspy if m.data != b"probe"]
     assert to_natspy[0].data == b"\x00\r\nbinary"
     assert to_natspy[0].headers == {"kt-message-type": "Task", "a": "b c"}
@@ -102,14 +97,18 @@ async def test_a_queue_group_gets_each_message_once_and_unsubscribe_stops_delive
     for i in range(50):
         await lite.publish("kt.lite.q", str(i).encode())
     await lite.flush()
-    await until(lambda: len(first) + len(second) == 50)
+    await polling.eventually(
+        lambda: len(first) + len(second) == 50, what="the 50 messages in the queue group", seconds=5
+    )
     assert sorted(int(m.data) for m in first + second) == list(range(50))
     await sub.unsubscribe()
     await lite.flush()
     seen = len(first)
     for _ in range(10):
         await lite.publish("kt.lite.q", b"after")
-    await until(lambda: len(first) + len(second) == 60)
+    await polling.eventually(
+        lambda: len(first) + len(second) == 60, what="the 60 messages in the queue group", seconds=5
+    )
     assert len(first) == seen
 
 
@@ -201,13 +200,17 @@ async def test_a_server_restart_is_logged_and_healed_with_subscriptions_renewed(
         await client.flush()
         port = server.port
         server.stop()
-        await until(lambda: not client.is_connected)
+        await polling.eventually(
+            lambda: not client.is_connected, what="the client to see the server go", seconds=5
+        )
         with pytest.raises(natslite.NatsDisconnectedError):
             await client.publish("kt.lite.restart", b"lost")
         server.start(port=port)
-        await until(lambda: client.is_connected, within=15)
+        await polling.eventually(lambda: client.is_connected, what="the client to reconnect", seconds=15)
         await client.publish("kt.lite.restart", b"back")
-        await until(lambda: [m.data for m in received] == [b"back"])
+        await polling.eventually(
+            lambda: [m.data for m in received] == [b"back"], what="the message after the restart", seconds=5
+        )
         messages = [record.getMessage() for record in caplog.records]
         assert any("test-restart: disconnected from NATS" in m for m in messages)
         assert any("test-restart: reconnected to NATS" in m for m in messages)
@@ -238,7 +241,7 @@ async def test_credentials_in_the_url_are_used_and_refusals_are_clear(auth_serve
         got: list[Message] = []
         await client.subscribe("kt.lite.auth", cb=got.append)
         await client.publish("kt.lite.auth", b"in")
-        await until(lambda: len(got) == 1)
+        await polling.eventually(lambda: len(got) == 1, what="the message with credentials", seconds=5)
     finally:
         await client.close()
 
@@ -285,7 +288,7 @@ async def test_a_connection_whose_pings_go_unanswered_is_dropped_and_made_again(
             f"nats://127.0.0.1:{port}", name="test-stale", ping_interval_s=0.05, reconnect_wait_s=0.05
         )
         try:
-            await until(lambda: connections[0] >= 2)
+            await polling.eventually(lambda: connections[0] >= 2, what="a second connection", seconds=5)
         finally:
             await client.close()
 
