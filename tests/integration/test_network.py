@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +35,9 @@ from kubetensor.miner.service import MinerService
 from kubetensor.miner.servicer import create_server
 from kubetensor.miner.settings import DEFAULT_MAX_PENDING_TASKS, MinerSettings
 from kubetensor.miner.subscriber import TaskSubscriber
+from kubetensor.sandbox.errors import ProcessStartError
 from kubetensor.sandbox.natsserver import NatsServer
+from kubetensor.sandbox.tools import Tools
 from kubetensor.v1 import miner_pb2, miner_pb2_grpc, task_pb2
 from kubetensor.validator.consensus import ConsensusAdapter
 from kubetensor.validator.rounds import Outcome, OutgoingTask, Reply, SealedTask
@@ -351,6 +354,69 @@ async def test_a_competitor_answering_for_a_miner_cannot_take_its_task(
     # The three answers were seen, and counted as replies the miner did not sign (the earlier answer is
     # the miner's, but for another task).
     assert unsigned == [Outcome.GARBAGE, Outcome.NO_RESPONDERS, Outcome.GARBAGE]
+
+
+@pytest.mark.parametrize("kind", ["token", "user"])
+async def test_a_miner_process_takes_its_nats_credentials_from_a_folder(
+    subnet: Subnet, engine: FakeEngine, tools: Tools, tmp_path: Path, kind: str
+) -> None:
+    """A NATS that wants a token (or a user and password): the miner process reads them from the folder
+    ``KT_MINER_NATS_AUTH_DIR`` names (a mounted Secret on Kubernetes), answers tasks, and says them
+    nowhere: not in its log, not in its ready file. Without the folder it refuses to start, saying why."""
+    secret = "s3cret/with:odd@chars"
+    flags = ["--auth", secret] if kind == "token" else ["--user", "kt-miner", "--pass", secret]
+    folder = tmp_path / "nats-auth"
+    folder.mkdir()
+    if kind == "token":
+        (folder / "token").write_text(secret + "\n")
+    else:
+        (folder / "user").write_text("kt-miner")
+        (folder / "password").write_text(secret)
+    server = NatsServer(tmp_path / "nats", tools=tools).start(extra_args=flags)
+    miner_key = MINERS[4]
+
+    def miner_process(name: str, extra_env: dict[str, str]) -> components.Component:
+        return components.miner(
+            tmp_path,
+            name=name,
+            keypair=miner_key,
+            netuid=NETUID,
+            nats_url=server.url,
+            consensus_address=subnet.address,
+            engine_url=engine.base_url,
+            permit_refresh_seconds=1,
+            extra_env=extra_env,
+        )
+
+    miner = miner_process("authed", {"KT_MINER_NATS_AUTH_DIR": str(folder)})
+    refused = miner_process("no-credentials", {})
+    nc = None
+    try:
+        miner.start(timeout=60)
+        credentials = {"token": secret} if kind == "token" else {"user": "kt-miner", "password": secret}
+        nc = await nats.connect(server.url, **credentials)  # type: ignore[arg-type]
+        answer = await raw_request(
+            nc, task_to_proto(outgoing(miner_key, nonce=5151), keypair=VALIDATOR), to=miner_key
+        )
+        assert answer.status == task_pb2.TASK_STATUS_OK, answer.error
+        assert answer.completion == "231"
+        with pytest.raises(ProcessStartError):
+            refused.start(timeout=60)
+        assert refused.exit_code() not in (None, 0)
+        # One line that says why, not a traceback.
+        said = refused.log_tail(50)
+        assert "not starting: the NATS server at" in said
+        assert "requires authentication and none was given" in said
+        assert "Traceback" not in said
+    finally:
+        if nc is not None:
+            await nc.close()
+        miner.stop(grace=5)
+        refused.stop(grace=5)
+        server.stop()
+    for where in (miner.log_path.read_text(), miner.ready_file.read_text()):
+        assert secret not in where
+        assert urllib.parse.quote(secret, safe="") not in where
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "memory-only"])

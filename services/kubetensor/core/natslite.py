@@ -458,9 +458,11 @@ class LiteClient:
                 "not do"
             )
         if info.get("auth_required") and not (server.token or server.user):
-            raise NatsUnsupportedError(
-                f"the NATS server at {server.host}:{server.port} requires authentication: put a user and "
-                "password or a token in the URL (nkeys and JWT credentials are not supported)"
+            # Not NatsUnsupportedError: nats.py, which bus.connect_tasks falls back to, has no credentials
+            # either; the answer is to give some (nkeys and JWT credentials are not supported).
+            raise NatsServerError(
+                f"the NATS server at {server.host}:{server.port} requires authentication and none was "
+                "given: a user and password or a token (the service's NATS_AUTH_DIR setting)"
             )
         if not info.get("headers", False):
             raise NatsUnsupportedError(

@@ -13,7 +13,7 @@ import logging
 import time
 
 from kubetensor.consensus.client import ConsensusClient
-from kubetensor.core import bus, grpcserver, metrics, process
+from kubetensor.core import bus, grpcserver, metrics, natsauth, natslite, process
 from kubetensor.core.metagraphview import MetagraphView, from_response
 from kubetensor.miner.completions import CompletionsClient
 from kubetensor.miner.errors import MinerError
@@ -21,7 +21,7 @@ from kubetensor.miner.permits import PermitCache
 from kubetensor.miner.replay import open_guard
 from kubetensor.miner.service import MinerService
 from kubetensor.miner.servicer import SERVICE_NAME, create_server
-from kubetensor.miner.settings import MinerSettings
+from kubetensor.miner.settings import ENV_PREFIX, MinerSettings
 from kubetensor.miner.subscriber import REPLY_WRITE_BATCH_BYTES, TaskSubscriber
 
 _log = logging.getLogger("kubetensor.miner")
@@ -30,6 +30,9 @@ _log = logging.getLogger("kubetensor.miner")
 async def serve(settings: MinerSettings) -> None:
     """Run the miner until SIGTERM or SIGINT."""
     keypair = settings.keypair()
+    nats_url = natsauth.server_urls(
+        settings.nats_url, auth_dir=settings.nats_auth_dir, setting=f"{ENV_PREFIX}NATS_AUTH_DIR"
+    )
     consensus = ConsensusClient.connect(settings.consensus_address, netuid=settings.netuid, call_seconds=5.0)
     engine = CompletionsClient(
         base_url=settings.engine_url,
@@ -73,7 +76,7 @@ async def serve(settings: MinerSettings) -> None:
         model = await engine.wait_ready(within_seconds=settings.engine_wait_seconds)
         await permits.start()
         nc = await bus.connect_tasks(
-            settings.nats_url,
+            nats_url,
             name=f"miner-{keypair.hotkey[:12]}",
             write_batch_bytes=REPLY_WRITE_BATCH_BYTES,
         )
@@ -118,12 +121,13 @@ async def serve(settings: MinerSettings) -> None:
 def main() -> None:
     settings = MinerSettings()
     process.configure_logging(settings.log_level)
-    # A refusal to start (no hotkey, an engine that never came up) is one clear line, not a traceback.
+    # A refusal to start (no hotkey, an engine that never came up, a NATS server that refuses the miner)
+    # is one clear line, not a traceback.
     process.run(
         functools.partial(serve, settings),
         service_name="kubetensor-miner",
         log=_log,
-        refusals=(MinerError, ValueError),
+        refusals=(MinerError, ValueError, natslite.NatsServerError),
     )
 
 

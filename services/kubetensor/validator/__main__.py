@@ -15,13 +15,13 @@ import logging
 import random
 
 from kubetensor.consensus.client import ConsensusClient
-from kubetensor.core import bus, grpcserver, metrics, process
+from kubetensor.core import bus, grpcserver, metrics, natsauth, natslite, process
 from kubetensor.validator.consensus import ConsensusAdapter
 from kubetensor.validator.errors import ValidatorError
 from kubetensor.validator.metrics import ValidatorMetrics
 from kubetensor.validator.server import SERVICE_NAME, create_server
 from kubetensor.validator.service import ValidatorService
-from kubetensor.validator.settings import ValidatorSettings
+from kubetensor.validator.settings import ENV_PREFIX, ValidatorSettings
 from kubetensor.validator.state import StateFile
 from kubetensor.validator.taskclient import MinerTaskClient
 from kubetensor.validator.tasks import default_registry
@@ -32,6 +32,9 @@ _log = logging.getLogger("kubetensor.validator")
 async def serve(settings: ValidatorSettings) -> None:
     """Run the validator until SIGTERM or SIGINT."""
     keypair = settings.keypair()
+    nats_url = natsauth.server_urls(
+        settings.nats_url, auth_dir=settings.nats_auth_dir, setting=f"{ENV_PREFIX}NATS_AUTH_DIR"
+    )
     task_kind = default_registry().get(settings.task_type)
     state_file = StateFile(settings.state_path, netuid=settings.netuid, hotkey=keypair.hotkey)
     state = state_file.load(alpha=settings.moving_average_alpha)
@@ -50,7 +53,7 @@ async def serve(settings: ValidatorSettings) -> None:
     stopping = asyncio.Event()
     endpoint = None
     try:
-        nc = await bus.connect_tasks(settings.nats_url, name=f"validator-{keypair.hotkey[:12]}")
+        nc = await bus.connect_tasks(nats_url, name=f"validator-{keypair.hotkey[:12]}")
         figures = ValidatorMetrics()
         service = ValidatorService(
             hotkey=keypair.hotkey,
@@ -126,7 +129,7 @@ def main() -> None:
         functools.partial(serve, settings),
         service_name="kubetensor-validator",
         log=_log,
-        refusals=(ValidatorError, ValueError),
+        refusals=(ValidatorError, ValueError, natslite.NatsServerError),
     )
 
 

@@ -31,6 +31,10 @@ class ValidatorSettings(HotkeySettings):
     """NATS server URL tasks go out through: ``nats://[user:password@ | token@]host:port``,
     several comma-separated. Tasks go through the lean client (``kubetensor.core.natslite``); for a
     ``tls://`` URL or a server that requires TLS, through nats.py (``bus.connect_tasks``)."""
+    nats_auth_dir: Path | None = None
+    """A folder holding the NATS credentials, a file ``token`` or files ``user`` and ``password`` (the
+    operator mounts the Secret a Subnet names in ``spec.natsAuth`` here; ``kubetensor.core.natsauth``).
+    They are added to ``nats_url`` when connecting, so they appear in no setting's value or log line."""
     consensus_address: str = "127.0.0.1:50061"
     """host:port of the subnet's consensus service (metagraph in, weights out)."""
 

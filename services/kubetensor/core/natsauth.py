@@ -1,0 +1,110 @@
+"""NATS credentials from a folder of files (a mounted Kubernetes Secret), joined to the server URL only
+when a service connects.
+
+The miner and the validator take ``KT_<SVC>_NATS_AUTH_DIR``: the operator mounts the Secret a Subnet
+names in ``spec.natsAuth.secretName`` there, so the credentials never appear in a Subnet, a Deployment,
+an environment variable or a log line. The folder holds one of:
+
+* ``token``: a token (nats-server ``authorization { token: ... }``);
+* ``user`` and ``password``: a user of nats-server's ``authorization { users: [...] }``.
+
+``load`` reads them (surrounding whitespace, a trailing newline from ``kubectl create secret
+--from-file`` included, is dropped) and ``server_urls`` puts them into every URL of a comma-separated list,
+which is how both NATS clients (nats.py and ``natslite``) take them. A URL that carries credentials of
+its own as well is refused: two sources of one secret would leave which one wins to chance.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOKEN_KEY = "token"
+USER_KEY = "user"
+PASSWORD_KEY = "password"
+
+
+class NatsAuthError(ValueError):
+    """The credentials folder cannot be used; the message names the folder and what it lacks."""
+
+
+@dataclass(frozen=True)
+class NatsCredentials:
+    """A token, or a user and a password (the secret values are kept out of ``repr``)."""
+
+    user: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> NatsCredentials:
+        """The credentials in ``directory`` (NatsAuthError when it holds neither or both kinds)."""
+        if not directory.is_dir():
+            raise NatsAuthError(f"NATS credentials folder {directory}: not a readable folder")
+        values = {key: _read(directory, key) for key in (TOKEN_KEY, USER_KEY, PASSWORD_KEY)}
+        token, user, password = values[TOKEN_KEY], values[USER_KEY], values[PASSWORD_KEY]
+        if token is not None and (user is not None or password is not None):
+            raise NatsAuthError(
+                f"NATS credentials folder {directory}: holds both {TOKEN_KEY!r} and "
+                f"{USER_KEY!r}/{PASSWORD_KEY!r}; keep one kind"
+            )
+        if token is not None:
+            if not token:
+                raise NatsAuthError(f"NATS credentials folder {directory}: {TOKEN_KEY!r} is empty")
+            return cls(token=token)
+        if not user or password is None:
+            raise NatsAuthError(
+                f"NATS credentials folder {directory}: expected a file {TOKEN_KEY!r}, or files "
+                f"{USER_KEY!r} (not empty) and {PASSWORD_KEY!r}"
+            )
+        return cls(user=user, password=password)
+
+    def userinfo(self) -> str:
+        """The URL's ``user:password`` or ``token`` part, percent-encoded."""
+        if self.token:
+            return urllib.parse.quote(self.token, safe="")
+        return f"{urllib.parse.quote(self.user, safe='')}:{urllib.parse.quote(self.password, safe='')}"
+
+
+def _read(directory: Path, key: str) -> str | None:
+    path = directory / key
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise NatsAuthError(f"NATS credentials folder {directory}: cannot read {key!r}: {error}") from None
+
+
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` (one server, or a comma-separated list) carries credentials of its own."""
+    return any("@" in urllib.parse.urlsplit(_with_scheme(part)).netloc for part in url.split(","))
+
+
+def _with_scheme(url: str) -> str:
+    url = url.strip()
+    return url if "://" in url else f"nats://{url}"
+
+
+def server_urls(url: str, *, auth_dir: Path | None, setting: str) -> str:
+    """``url`` with the credentials of ``auth_dir`` in each of its servers (``url`` itself without one).
+
+    ``setting`` names the folder's setting in errors (``KT_MINER_NATS_AUTH_DIR``).
+    """
+    if auth_dir is None:
+        return url
+    if has_credentials(url):
+        raise NatsAuthError(
+            f"{setting} is set and the NATS URL carries credentials too: keep them in the folder only"
+        )
+    try:
+        credentials = NatsCredentials.load(auth_dir)
+    except NatsAuthError as error:
+        raise NatsAuthError(f"{setting}: {error}") from None
+    userinfo = credentials.userinfo()
+    servers = []
+    for part in url.split(","):
+        parsed = urllib.parse.urlsplit(_with_scheme(part))
+        servers.append(urllib.parse.urlunsplit(parsed._replace(netloc=f"{userinfo}@{parsed.netloc}")))
+    return ",".join(servers)
