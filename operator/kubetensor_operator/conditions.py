@@ -47,6 +47,7 @@ class Reason(StrEnum):
     CONSENSUS_SERVING = "ConsensusServing"
     INVALID_SPEC = "InvalidSpec"
     HOTKEY_SECRET_INVALID = "HotkeySecretInvalid"
+    NATS_AUTH_SECRET_INVALID = "NatsAuthSecretInvalid"
     SUBNET_NOT_FOUND = "SubnetNotFound"
     SUBNET_INVALID = "SubnetInvalid"
     APPLY_FAILED = "ApplyFailed"

@@ -65,6 +65,13 @@ SECRET_TYPE = "kubetensor.io/hotkey"
 SECRET_SEED_KEY = "hotkey-seed"
 """Key of the hex ed25519 seed in a hotkey Secret (``kubetensor.core.keys.Keypair.from_seed_hex``)."""
 HOTKEY_DIR = "/var/run/kubetensor/hotkey"
+NATS_AUTH_DIR = "/var/run/kubetensor/nats-auth"
+"""Where a Subnet's ``spec.natsAuth`` Secret is mounted in its miners' and validators' pods (their
+``KT_*_NATS_AUTH_DIR``): files ``token``, or ``user`` and ``password``."""
+NATS_AUTH_TOKEN_KEY = "token"
+NATS_AUTH_USER_KEY = "user"
+NATS_AUTH_PASSWORD_KEY = "password"
+"""The keys of a ``spec.natsAuth`` Secret (``kubetensor.core.natsauth`` reads the files they become)."""
 MINER_STATE_DIR = "/var/lib/kubetensor/miner"
 """The miner agent's ``KT_MINER_STATE_DIR`` (its replay journal), on an emptyDir of the pod."""
 LEDGER_DIR = "/var/lib/kubetensor"
@@ -343,6 +350,19 @@ def vllm_args(spec: MinerSpec) -> list[str]:
     return args
 
 
+def _nats_auth(subnet: SubnetSpec, *, prefix: str) -> tuple[dict[str, str], list[Manifest], list[Manifest]]:
+    """The environment, volume mounts and volumes that give a container the subnet's NATS credentials
+    (none without ``spec.natsAuth``): the Secret as read-only files, never as environment values."""
+    if subnet.nats_auth is None:
+        return {}, [], []
+    env = {f"{prefix}NATS_AUTH_DIR": NATS_AUTH_DIR}
+    mounts = [{"name": "nats-auth", "mountPath": NATS_AUTH_DIR, "readOnly": True}]
+    volumes = [
+        {"name": "nats-auth", "secret": {"secretName": subnet.nats_auth.secret_name, "defaultMode": 0o400}}
+    ]
+    return env, mounts, volumes
+
+
 def miner_objects(
     spec: MinerSpec,
     *,
@@ -357,6 +377,7 @@ def miner_objects(
     """
     lab = labels(owner, component="miner", subnet=spec.subnet)
     cache = spec.model_cache
+    auth_env, auth_mounts, auth_volumes = _nats_auth(subnet, prefix="KT_MINER_")
     health = {"httpGet": {"path": "/health", "port": "http"}}
     vllm = _with_resources(
         {
@@ -393,6 +414,7 @@ def miner_objects(
                     "KT_MINER_HOTKEY_FILE": f"{HOTKEY_DIR}/{SECRET_SEED_KEY}",
                     "KT_MINER_METRICS_LISTEN": f"[::]:{METRICS_PORT}",
                     "KT_MINER_STATE_DIR": MINER_STATE_DIR,
+                    **auth_env,
                 },
                 otel=otel,
             ),
@@ -401,6 +423,7 @@ def miner_objects(
             "volumeMounts": [
                 {"name": "hotkey", "mountPath": HOTKEY_DIR, "readOnly": True},
                 {"name": "state", "mountPath": MINER_STATE_DIR},
+                *auth_mounts,
             ],
         },
         spec.agent.resources.manifest(),
@@ -427,6 +450,7 @@ def miner_objects(
         },
         # The replay journal: an emptyDir outlives a restart of the agent container (not the pod).
         {"name": "state", "emptyDir": {"sizeLimit": "64Mi"}},
+        *auth_volumes,
     ]
     rolling = {"maxUnavailable": spec.rollout.max_unavailable, "maxSurge": spec.rollout.max_surge}
     deployment = _deployment(
@@ -461,6 +485,7 @@ def validator_objects(
     The environment is ``kubetensor.validator.settings.ValidatorSettings`` (a unit test checks the names).
     """
     lab = labels(owner, component="validator", subnet=spec.subnet)
+    auth_env, auth_mounts, auth_volumes = _nats_auth(subnet, prefix="KT_VALIDATOR_")
     container = _with_resources(
         {
             "name": "validator",
@@ -477,6 +502,7 @@ def validator_objects(
                     # Scores survive container restarts (not a move to another node: an emptyDir).
                     "KT_VALIDATOR_STATE_PATH": f"{LEDGER_DIR}/validator-state.json",
                     "KT_VALIDATOR_METRICS_LISTEN": f"[::]:{METRICS_PORT}",
+                    **auth_env,
                 },
                 spec.env,
                 otel=otel,
@@ -486,6 +512,7 @@ def validator_objects(
             "volumeMounts": [
                 {"name": "hotkey", "mountPath": HOTKEY_DIR, "readOnly": True},
                 {"name": "state", "mountPath": LEDGER_DIR},
+                *auth_mounts,
             ],
         },
         spec.resources.manifest(),
@@ -499,6 +526,7 @@ def validator_objects(
             },
         },
         {"name": "state", "emptyDir": {}},
+        *auth_volumes,
     ]
     deployment = _deployment(
         owner,

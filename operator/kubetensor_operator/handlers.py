@@ -513,6 +513,12 @@ async def _reconcile_neuron(runtime: Runtime, body: Mapping[str, Any]) -> Proble
         subnet = model.SubnetSpec.parse(subnet_body.get("spec") or {})
     except SpecError as error:
         return Problem(Reason.SUBNET_INVALID, f"Subnet {spec.subnet!r} is invalid: {error}")
+    if subnet.nats_auth is not None:
+        problem = await _nats_auth_problem(
+            runtime, namespace, subnet=spec.subnet, secret_name=subnet.nats_auth.secret_name
+        )
+        if problem is not None:
+            return problem
     owner = Owner.of(body)
     secret_name = desired.hotkey_secret_name(name, spec.hotkey_secret_name)
     try:
@@ -549,6 +555,38 @@ async def _reconcile_neuron(runtime: Runtime, body: Mapping[str, Any]) -> Proble
     runtime.neurons[key] = neuron
     await _publish(runtime, body, live.get("Deployment"))
     return None
+
+
+async def _nats_auth_problem(
+    runtime: Runtime, namespace: str, *, subnet: str, secret_name: str
+) -> Problem | None:
+    """Why the Secret a Subnet's ``spec.natsAuth`` names cannot give its pods NATS credentials, or None.
+
+    Checked before the pods are made: without it they would wait on a volume that never mounts, or
+    start and be refused by NATS. Only the keys are looked at, never shown; the timer's resync picks up
+    a Secret created later."""
+    where = f"Secret {secret_name!r} (spec.natsAuth.secretName of Subnet {subnet!r})"
+    secret = await runtime.kube.get(kube.SECRETS, namespace, secret_name)
+    if secret is None:
+        return Problem(Reason.NATS_AUTH_SECRET_INVALID, f"{where} not found in namespace {namespace!r}")
+    data = secret.get("data") or {}
+    token, user = data.get(desired.NATS_AUTH_TOKEN_KEY), data.get(desired.NATS_AUTH_USER_KEY)
+    if token is not None:
+        if user is not None or desired.NATS_AUTH_PASSWORD_KEY in data:
+            return Problem(
+                Reason.NATS_AUTH_SECRET_INVALID,
+                f"{where} holds both a key {desired.NATS_AUTH_TOKEN_KEY!r} and keys "
+                f"{desired.NATS_AUTH_USER_KEY!r}/{desired.NATS_AUTH_PASSWORD_KEY!r}; keep one kind",
+            )
+        if token:
+            return None
+    elif user and desired.NATS_AUTH_PASSWORD_KEY in data:
+        return None
+    return Problem(
+        Reason.NATS_AUTH_SECRET_INVALID,
+        f"{where} needs a non-empty key {desired.NATS_AUTH_TOKEN_KEY!r}, or a non-empty key "
+        f"{desired.NATS_AUTH_USER_KEY!r} and a key {desired.NATS_AUTH_PASSWORD_KEY!r}",
+    )
 
 
 async def _reconcile_subnet(runtime: Runtime, body: Mapping[str, Any]) -> Problem | None:

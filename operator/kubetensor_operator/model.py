@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from kubetensor_operator.errors import SpecError
@@ -359,6 +367,21 @@ class Chain(Component):
     genesis_balances: dict[HexKey, Rao] = Field(default_factory=dict)
 
 
+_URL_WITH_CREDENTIALS = re.compile(r"(^|,)\s*([a-z][a-z0-9+.-]*://)?[^/,@]*@")
+"""A URL of a comma-separated list whose authority holds credentials (``nats://user:pass@host``)."""
+
+
+_OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+"""A Kubernetes object name, as a Secret's (the CRD's pattern for it)."""
+
+
+class NatsAuth(_Spec):
+    """Where the subnet's miners and validators find their NATS credentials."""
+
+    secret_name: str = Field(min_length=1, max_length=253, pattern=_OBJECT_NAME)
+    """A Secret in the subnet's namespace with a key ``token``, or keys ``user`` and ``password``."""
+
+
 class SubnetSpec(Placement):
     """``Subnet.spec``: one subnet's consensus service, chain sidecar, ledger and hyperparameters."""
 
@@ -366,12 +389,24 @@ class SubnetSpec(Placement):
     image: str | None = None
     task: str = Field(default="addition", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     nats_url: str = Field(default="nats://nats:4222", min_length=1)
+    nats_auth: NatsAuth | None = None
     block_seconds: float = Field(default=12.0, gt=0)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     genesis_stake: dict[HexKey, Rao] = Field(default_factory=dict)
     ledger: Ledger = Field(default_factory=Ledger)
     consensus: Component = Field(default_factory=Component)
     chain: Chain = Field(default_factory=Chain)
+
+    @field_validator("nats_url")
+    @classmethod
+    def _no_credentials_in_the_url(cls, url: str) -> str:
+        # The URL is stored in plain text in the Subnet and in its pods' specs: credentials go in a Secret.
+        if _URL_WITH_CREDENTIALS.search(url):
+            raise ValueError(
+                "must not carry credentials (user:password@ or token@): it is stored in plain text; "
+                "put them in a Secret named by spec.natsAuth.secretName"
+            )
+        return url
 
     @model_validator(mode="after")
     def _stake_has_one_source(self) -> Self:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -247,6 +248,63 @@ def test_a_hotkey_secret_without_a_seed_is_reported_not_overwritten(
     assert get(kube_cluster, namespace, "deployment", "m") is None
 
 
+def test_nats_credentials_come_from_the_secret_the_subnet_names_and_show_nowhere(
+    kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
+) -> None:
+    """A Subnet with ``spec.natsAuth``: its Miner waits, saying why, until the Secret exists and holds
+    credentials; then its agent gets the Secret as read-only files, and the password is in no spec,
+    status or log."""
+    password = "hunter2-" + namespace
+    apply(kube_cluster, namespace, subnet(natsAuth={"secretName": "nats-creds"}), miner("m"))
+
+    def reported(reason: str, text: str) -> Callable[[], dict[str, Any] | None]:
+        def check() -> dict[str, Any] | None:
+            obj = get(kube_cluster, namespace, "miner", "m")
+            found = condition(obj, "Ready")
+            return obj if found.get("reason") == reason and text in found.get("message", "") else None
+
+        return check
+
+    wait_for(reported("NatsAuthSecretInvalid", "'nats-creds'"), what="Ready=False NatsAuthSecretInvalid")
+    obj = get(kube_cluster, namespace, "miner", "m")
+    assert "not found in namespace" in condition(obj, "Ready")["message"]
+    assert "spec.natsAuth.secretName of Subnet 'demo'" in condition(obj, "Ready")["message"]
+    assert get(kube_cluster, namespace, "deployment", "m") is None
+    # A Secret without the keys: still waiting, and saying which keys it needs.
+    encoded = base64.b64encode(password.encode()).decode()
+    half = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "nats-creds"},
+        "data": {"pass": encoded},
+    }
+    apply(kube_cluster, namespace, half)
+    wait_for(
+        reported("NatsAuthSecretInvalid", "needs a non-empty key 'token'"),
+        what="the Secret's missing keys reported",
+        seconds=30 + 3 * RESYNC_SECONDS,
+    )
+    good = {**half, "data": {"user": base64.b64encode(b"kt-miner").decode(), "password": encoded}}
+    apply(kube_cluster, namespace, good)
+    obj = wait_for(
+        lambda: ready(kube_cluster, namespace, "miner", "m"),
+        what="Miner m Ready once its Subnet's NATS Secret holds credentials",
+        seconds=30 + 3 * RESYNC_SECONDS,
+    )
+    deployment = get(kube_cluster, namespace, "deployment", "m")
+    pod = deployment["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "nats-auth"]
+    assert volume["secret"] == {"secretName": "nats-creds", "defaultMode": 0o400}
+    [agent] = [c for c in pod["containers"] if c["name"] == "agent"]
+    assert {"name": "nats-auth", "mountPath": "/var/run/kubetensor/nats-auth", "readOnly": True} in agent[
+        "volumeMounts"
+    ]
+    assert {"name": "KT_MINER_NATS_AUTH_DIR", "value": "/var/run/kubetensor/nats-auth"} in agent["env"]
+    for where in (json.dumps(deployment), json.dumps(obj), operator.log()):
+        assert password not in where
+        assert encoded not in where
+
+
 def test_a_miner_waits_for_its_subnet_and_then_registers(
     kube_cluster: ControlPlane, operator: OperatorHandle, namespace: str
 ) -> None:
@@ -282,6 +340,9 @@ INVALID = [
     (subnet("s", genesisStake={"nothex": 1}), "spec.genesisStake"),
     (subnet("s", genesisStake={"ab" * 32: 1}), "spec.genesisStake"),  # stake comes from the chain's ledger
     (validator("v", resources={"limits": {"nvidia.com/gpu": 1}}), "spec.resources"),
+    (subnet("s", natsUrl="nats://kt:hunter2@nats:4222"), "spec.natsUrl"),  # credentials go in a Secret
+    (subnet("s", natsUrl="nats://a:4222,tok3n@b:4222"), "spec.natsUrl"),
+    (subnet("s", natsAuth={"secretName": "Not_A_Name"}), "spec.natsAuth.secretName"),
 ]  # fmt: skip
 
 

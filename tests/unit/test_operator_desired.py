@@ -258,6 +258,62 @@ def test_the_validator_environment_is_what_the_validator_process_reads(
     assert str(settings.state_path).startswith("/var/lib/kubetensor/")
 
 
+AUTH_SUBNET_SPEC = SUBNET_SPEC.model_copy(update={"nats_auth": model.NatsAuth(secret_name="nats-creds")})
+
+
+def _auth_parts(deployment: dict[str, Any], name: str) -> tuple[list[Any], list[Any], list[Any]]:
+    """The NATS credentials' environment, mounts and volumes of container ``name``."""
+    found = container(deployment, name)
+    env = [e for e in found["env"] if e["name"].endswith("_NATS_AUTH_DIR")]
+    mounts = [m for m in found["volumeMounts"] if m["name"] == "nats-auth"]
+    volumes = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "nats-auth"]
+    return env, mounts, volumes
+
+
+def test_without_nats_auth_no_pod_gets_credentials() -> None:
+    spec = model.ValidatorSpec.parse({"subnet": "demo"})
+    (validator,) = desired.validator_objects(spec, owner=VALIDATOR, subnet=SUBNET_SPEC, images=IMAGES)
+    miner_deployment = by_kind(miner(), "Deployment")
+    for name in ("agent", "vllm"):
+        assert _auth_parts(miner_deployment, name) == ([], [], [])
+    assert _auth_parts(validator, "validator") == ([], [], [])
+
+
+def test_nats_auth_mounts_the_secret_read_only_where_the_services_read_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed = model.MinerSpec.parse({"subnet": "demo", "model": {"name": "org/model"}})
+    miner_deployment = by_kind(
+        desired.miner_objects(parsed, owner=MINER, subnet=AUTH_SUBNET_SPEC, images=IMAGES), "Deployment"
+    )
+    spec = model.ValidatorSpec.parse({"subnet": "demo"})
+    (validator,) = desired.validator_objects(spec, owner=VALIDATOR, subnet=AUTH_SUBNET_SPEC, images=IMAGES)
+    volume = {"name": "nats-auth", "secret": {"secretName": "nats-creds", "defaultMode": 0o400}}
+    mount = {"name": "nats-auth", "mountPath": desired.NATS_AUTH_DIR, "readOnly": True}
+    for deployment, name, settings_class in (
+        (miner_deployment, "agent", MinerSettings),
+        (validator, "validator", ValidatorSettings),
+    ):
+        env, mounts, volumes = _auth_parts(deployment, name)
+        assert (mounts, volumes) == ([mount], [volume])
+        assert [e["value"] for e in env] == [desired.NATS_AUTH_DIR]
+        settings = _settings_env(container(deployment, name), settings_class, monkeypatch)
+        assert str(settings.nats_auth_dir) == desired.NATS_AUTH_DIR  # type: ignore[attr-defined]
+        # The URL stays as the Subnet has it; the credentials are joined to it only in the process.
+        assert settings.nats_url == "nats://bus:4222"  # type: ignore[attr-defined]
+    # vLLM has no business with NATS: the pod's volume is not mounted there.
+    assert _auth_parts(miner_deployment, "vllm")[:2] == ([], [])
+
+
+@pytest.mark.parametrize(
+    "url", ["nats://kt:pw@bus:4222", "tok3n@bus:4222", "nats://a:4222, nats://u:p@b:4222", "tls://u:p@b:4222"]
+)
+def test_a_nats_url_with_credentials_is_refused_naming_the_field(url: str) -> None:
+    with pytest.raises(SpecError, match=r"spec\.natsUrl: must not carry credentials") as caught:
+        model.SubnetSpec.parse({"netuid": 7, "natsUrl": url})
+    assert "spec.natsAuth.secretName" in str(caught.value)
+
+
 def subnet(**spec: Any) -> list[dict[str, Any]]:
     return desired.subnet_objects(model.SubnetSpec.parse({"netuid": 3, **spec}), owner=SUBNET, images=IMAGES)
 
