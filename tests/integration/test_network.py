@@ -419,6 +419,37 @@ async def test_a_miner_process_takes_its_nats_credentials_from_a_folder(
         assert urllib.parse.quote(secret, safe="") not in where
 
 
+def test_a_validator_process_with_an_unusable_nats_credentials_folder_refuses_to_start(
+    subnet: Subnet, tmp_path: Path
+) -> None:
+    """The validator joins the folder's credentials to its NATS URL as the miner does: a folder without
+    them stops it at once, in one line naming the setting and what the folder lacks."""
+    empty = tmp_path / "nats-auth"
+    empty.mkdir()
+    validator = components.validator(
+        tmp_path,
+        name="no-credentials",
+        keypair=VALIDATOR,
+        netuid=NETUID,
+        nats_url=subnet.nats_url,
+        consensus_address=subnet.address,
+        round_seconds=1,
+        task_timeout_seconds=1,
+        weights_interval_seconds=60,
+        weights_retry_seconds=5,
+        moving_average_alpha=0.1,
+        extra_env={"KT_VALIDATOR_NATS_AUTH_DIR": str(empty)},
+    )
+    try:
+        with pytest.raises(ProcessStartError):
+            validator.start(timeout=60)
+        said = validator.log_tail(50)
+    finally:
+        validator.stop(grace=5)
+    assert f"not starting: KT_VALIDATOR_NATS_AUTH_DIR: NATS credentials folder {empty}: expected" in said
+    assert "Traceback" not in said
+
+
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "memory-only"])
 async def test_a_miner_process_killed_and_restarted_still_refuses_a_replayed_task(
     subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client, tmp_path: Path, journal: bool

@@ -439,6 +439,38 @@ def test_examples_are_a_subnet_on_the_bundled_nats_with_its_miners_and_validator
         model.MinerSpec.parse(spec)
 
 
+def test_nats_auth_reads_the_secret_into_the_server_and_the_example_subnet_names_it(tmp_path: Path) -> None:
+    values = {"nats": {"auth": {"existingSecret": "nats-auth"}}, "examples": {"enabled": True}}
+    objects = render_values(tmp_path, values)
+    (container,) = one(objects, "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    secret_env = [e for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert secret_env == [
+        {"name": "NATS_TOKEN", "valueFrom": {"secretKeyRef": {"name": "nats-auth", "key": "token"}}}
+    ]
+    assert "token: $NATS_TOKEN" in one(objects, "ConfigMap", "kubetensor-nats")["data"]["nats.conf"]
+    # The examples are in the release namespace: the Secret there is theirs too.
+    subnet = one(objects, "Subnet", "demo")
+    assert subnet["spec"]["natsAuth"] == {"secretName": "nats-auth"}
+    model.SubnetSpec.parse(subnet["spec"])
+    # Elsewhere a pod cannot mount it: the examples name their own Secret, or none.
+    elsewhere = {**values, "examples": {"enabled": True, "namespace": "subnet-a"}}
+    assert "natsAuth" not in one(render_values(tmp_path, elsewhere), "Subnet", "demo")["spec"]
+    own = {**values, "examples": {"enabled": True, "namespace": "subnet-a", "natsAuthSecret": "mine"}}
+    assert one(render_values(tmp_path, own), "Subnet", "demo")["spec"]["natsAuth"] == {"secretName": "mine"}
+
+
+def test_without_nats_auth_the_server_takes_anyone_and_reads_no_secret() -> None:
+    objects = render()
+    (container,) = one(objects, "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    assert [e["name"] for e in container["env"]] == ["POD_NAME"]
+    assert "authorization" not in one(objects, "ConfigMap", "kubetensor-nats")["data"]["nats.conf"]
+
+
+def test_an_external_nats_url_with_credentials_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(HelmError, match=r"nats/external/url"):
+        render_values(tmp_path, {"nats": {"external": {"url": "nats://kt:hunter2@nats.example:4222"}}})
+
+
 def test_no_examples_by_default() -> None:
     assert not [o for o in render() if o["apiVersion"].startswith("kubetensor.io/")]
 

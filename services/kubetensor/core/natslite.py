@@ -19,8 +19,9 @@ line in Python; a round sends and answers thousands a second):
   ``NatsDisconnectedError`` (nats.py would buffer it: a round's task then fails at once instead of
   waiting out its deadline); pings the server every ``ping_interval_s`` and drops a connection that
   left ``max_outstanding_pings`` unanswered;
-* refuses what it does not do, when connecting: TLS (a ``tls://`` URL, or a server that requires it)
-  and authentication other than a user and password or a token in the URL (``NatsUnsupportedError``).
+* refuses what it does not do, when connecting: TLS (a ``tls://`` URL, or a server that requires it:
+  ``NatsUnsupportedError``); authenticates with a user and password or a token in the URL only (a
+  server that wants credentials and gets none, or refuses them: ``NatsServerError``).
 
 Outbound flow control: a publish raises ``OutboundBufferFullError`` once more than
 ``max_pending_bytes`` wait to be written (the server, not this client, then is the slow one). Inbound,
@@ -85,7 +86,7 @@ class NatsServerError(NatsLiteError):
 
 
 class NatsUnsupportedError(NatsLiteError):
-    """The URL or the server asks for something this client does not do (TLS, nkeys, JWT)."""
+    """The URL or the server asks for something this client does not do (TLS)."""
 
 
 class NatsDisconnectedError(NatsLiteError, ConnectionError):
