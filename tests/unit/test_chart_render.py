@@ -427,6 +427,7 @@ def test_examples_are_a_subnet_on_the_bundled_nats_with_its_miners_and_validator
     assert subnet["metadata"]["namespace"] == "subnet-a"
     assert subnet["spec"]["netuid"] == 3
     assert subnet["spec"]["natsUrl"] == "nats://kt-nats.kubetensor-system.svc:4222"
+    assert subnet["spec"]["natsAuth"] == {"secretName": "nats-auth-a"}
     miners = {m["metadata"]["name"]: m["spec"] for m in of_kind(objects, "Miner")}
     assert miners["small"]["gpus"] == 1
     assert "tensorParallelSize" not in miners["small"]["model"]
