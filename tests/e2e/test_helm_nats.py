@@ -18,7 +18,7 @@ from typing import Any
 
 import nats
 import pytest
-from kubetensor.core import natsauth, natslite
+from kubetensor.core import bus, natsauth, natslite
 from kubetensor.sandbox.processes import free_port, tcp_open
 from kubetensor.sandbox.tools import Tools
 
@@ -91,12 +91,12 @@ def test_rendered_nats_config_serves_jetstream_and_its_probe_path(tmp_path: Path
         assert varz["jetstream"]["config"]["max_storage"] == 8 * 2**30
 
 
-async def exchange(url: str) -> bytes:
-    """One message through the server at ``url`` with the services' lean client."""
-    client = await natslite.connect(url, name="chart-auth")
+async def exchange(url: str, credentials: natsauth.NatsCredentials | None = None) -> bytes:
+    """One message through the server at ``url`` with the client the services take their tasks with."""
+    client = await bus.connect_tasks(url, name="chart-auth", credentials=credentials)
     try:
         received: list[bytes] = []
-        await client.subscribe("kt.auth.probe", cb=lambda msg: received.append(msg.data))
+        await bus.subscribe(client, "kt.auth.probe", cb=lambda msg: received.append(msg.data))
         await client.flush()
         await client.publish("kt.auth.probe", b"through")
         await client.flush()
@@ -133,5 +133,5 @@ def test_with_an_auth_secret_the_bundled_nats_takes_only_its_credentials(
         wrong = "nats://wrong@" if mode == "token" else "nats://kt:wrong@"
         with pytest.raises(natslite.NatsServerError, match="Authorization Violation"):
             asyncio.run(exchange(f"{wrong}127.0.0.1:{client}"))
-        authed = natsauth.server_urls(url, auth_dir=mounted, setting="KT_MINER_NATS_AUTH_DIR")
-        assert asyncio.run(exchange(authed)) == b"through"
+        credentials = natsauth.for_service(url, auth_dir=mounted, setting="KT_MINER_NATS_AUTH_DIR")
+        assert asyncio.run(exchange(url, credentials)) == b"through"

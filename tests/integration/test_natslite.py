@@ -17,6 +17,7 @@ import nats.aio.msg
 import nats.errors
 import pytest
 from kubetensor.core import bus, natslite
+from kubetensor.core.natsauth import NatsCredentials
 from kubetensor.core.natslite import Message
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.sandbox import pki
@@ -245,6 +246,34 @@ async def test_credentials_in_the_url_are_used_and_refusals_are_clear(auth_serve
         await polling.eventually(lambda: len(got) == 1, what="the message with credentials", seconds=5)
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("kind", ["token", "user"])
+async def test_both_clients_take_credentials_with_any_characters_as_they_are(
+    tools: Tools, tmp_path: Path, kind: str
+) -> None:
+    """Credentials from a service's folder go to nats.py and to the lean client as they are: neither
+    reads them out of a URL, where ``:``, ``@`` and ``/`` would need escaping that nats.py does not undo."""
+    secret = "p:w@d/x%41"
+    flags = ["--auth", secret] if kind == "token" else ["--user", "kt", "--pass", secret]
+    credentials = (
+        NatsCredentials(token=secret) if kind == "token" else NatsCredentials(user="kt", password=secret)
+    )
+    server = NatsServer(tmp_path / "nats", tools=tools).start(extra_args=flags)
+    try:
+        heavy = await bus.connect(server.url, name="test-nats-py", credentials=credentials)
+        lite = await bus.connect_lite(server.url, name="test-lite", credentials=credentials)
+        try:
+            got: list[bytes] = []
+            await bus.subscribe(lite, "kt.lite.creds", cb=lambda msg: got.append(msg.data))
+            await lite.flush()
+            await heavy.publish("kt.lite.creds", b"from nats.py")
+            await polling.eventually(lambda: got == [b"from nats.py"], what="the message", seconds=5)
+        finally:
+            await heavy.close()
+            await lite.close()
+    finally:
+        server.stop()
 
 
 @contextlib.asynccontextmanager

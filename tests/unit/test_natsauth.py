@@ -1,4 +1,4 @@
-"""``kubetensor.core.natsauth``: NATS credentials from a folder, joined to the server URLs."""
+"""``kubetensor.core.natsauth``: NATS credentials from a folder, for the NATS clients."""
 
 from __future__ import annotations
 
@@ -20,24 +20,29 @@ def folder(tmp_path: Path, **files: str) -> Path:
     return path
 
 
-def test_a_token_goes_into_every_server_of_the_list_percent_encoded(tmp_path: Path) -> None:
+def test_a_token_is_read_without_its_trailing_newline(tmp_path: Path) -> None:
     auth = folder(tmp_path, token="t0k/en@x\n")
-    url = natsauth.server_urls("nats://a:4222, b:4223", auth_dir=auth, setting=SETTING)
-    assert url == "nats://t0k%2Fen%40x@a:4222,nats://t0k%2Fen%40x@b:4223"
-    # The lite client reads it back as it was written.
-    servers = [natslite.Server.parse(part) for part in url.split(",")]
-    assert [(s.host, s.port, s.token) for s in servers] == [("a", 4222, "t0k/en@x"), ("b", 4223, "t0k/en@x")]
+    assert natsauth.for_service("nats://a:4222, b:4223", auth_dir=auth, setting=SETTING) == NatsCredentials(
+        token="t0k/en@x"
+    )
 
 
-def test_a_user_and_password_go_into_the_url(tmp_path: Path) -> None:
+def test_a_user_and_password_are_read_as_they_are(tmp_path: Path) -> None:
     auth = folder(tmp_path, user="kt", password="p:w@d ")
-    url = natsauth.server_urls("nats://nats.kt.svc:4222", auth_dir=auth, setting=SETTING)
-    server = natslite.Server.parse(url)
-    assert (server.user, server.password, server.token) == ("kt", "p:w@d", "")
+    credentials = natsauth.for_service("nats://nats.kt.svc:4222", auth_dir=auth, setting=SETTING)
+    assert credentials == NatsCredentials(user="kt", password="p:w@d")
 
 
-def test_without_a_folder_the_url_is_unchanged() -> None:
-    assert natsauth.server_urls("nats://u:p@a:4222", auth_dir=None, setting=SETTING) == "nats://u:p@a:4222"
+def test_without_a_folder_there_are_no_credentials() -> None:
+    assert natsauth.for_service("nats://u:p@a:4222", auth_dir=None, setting=SETTING) is None
+
+
+def test_the_lite_client_gives_them_to_every_server_without_its_own() -> None:
+    servers = natslite.parse_servers("nats://a:4222,nats://me:pw@b:4222", user="kt", password="p:w@d")
+    assert [(s.host, s.user, s.password, s.token) for s in servers] == [
+        ("a", "kt", "p:w@d", ""),
+        ("b", "me", "pw", ""),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -55,7 +60,7 @@ def test_a_folder_without_usable_credentials_is_refused_naming_the_setting_and_t
 ) -> None:
     auth = folder(tmp_path, **files)
     with pytest.raises(NatsAuthError, match=re.escape(expected)) as caught:
-        natsauth.server_urls("nats://a:4222", auth_dir=auth, setting=SETTING)
+        natsauth.for_service("nats://a:4222", auth_dir=auth, setting=SETTING)
     assert str(caught.value).startswith(f"{SETTING}: NATS credentials folder {auth}: ")
     # ValueError: the services' refusals to start, one line each.
     assert isinstance(caught.value, ValueError)
@@ -63,13 +68,13 @@ def test_a_folder_without_usable_credentials_is_refused_naming_the_setting_and_t
 
 def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(NatsAuthError, match="not a readable folder"):
-        natsauth.server_urls("nats://a:4222", auth_dir=tmp_path / "absent", setting=SETTING)
+        natsauth.for_service("nats://a:4222", auth_dir=tmp_path / "absent", setting=SETTING)
 
 
 def test_credentials_in_both_the_url_and_the_folder_are_refused_without_showing_them(tmp_path: Path) -> None:
     auth = folder(tmp_path, token="secret-token")
     with pytest.raises(NatsAuthError, match="carries credentials too") as caught:
-        natsauth.server_urls("nats://a:4222,nats://me:hunter2@b:4222", auth_dir=auth, setting=SETTING)
+        natsauth.for_service("nats://a:4222,nats://me:hunter2@b:4222", auth_dir=auth, setting=SETTING)
     assert "hunter2" not in str(caught.value)
     assert "secret-token" not in str(caught.value)
 

@@ -5,7 +5,8 @@ disconnect, reconnect and asynchronous error under the caller's name, so a NATS 
 the logs and heals itself instead of killing the service. ``connect_lite`` returns the lean client of
 the core protocol (``kubetensor.core.natslite``), which does the same; ``connect_tasks`` is what the
 miner and the validator use for their tasks: the lean client, or nats.py where the lean one cannot go
-(a ``tls://`` URL, a server that requires TLS or credentials other than a user/password or token).
+(a ``tls://`` URL, a server that requires TLS). Credentials from a service's folder
+(``kubetensor.core.natsauth``) are given to each as they are.
 ``subscribe`` gives either client's subscription a plain callback. Subjects and headers are in
 ``kubetensor.core.subjects``.
 """
@@ -21,12 +22,16 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from kubetensor.core import natslite
+from kubetensor.core.natsauth import NatsCredentials
 
 _log = logging.getLogger(__name__)
 
 
-async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Client:
-    """A connected client named ``name`` (shown by the NATS server's monitoring)."""
+async def connect(
+    url: str, *, name: str, connect_timeout: float = 5.0, credentials: NatsCredentials | None = None
+) -> Client:
+    """A connected client named ``name`` (shown by the NATS server's monitoring), with ``credentials``
+    for the servers whose URL has none (``kubetensor.core.natsauth``)."""
     connected: list[Client] = []
 
     async def on_error(error: Exception) -> None:
@@ -41,9 +46,15 @@ async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Clien
     async def on_reconnected() -> None:
         _log.info("%s: reconnected to NATS", name)
 
+    auth: dict[str, str] = {}
+    if credentials is not None and credentials.token:
+        auth["token"] = credentials.token
+    elif credentials is not None:
+        auth["user"], auth["password"] = credentials.user, credentials.password
     client: Client = await nats.connect(
         url,
         name=name,
+        **auth,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
@@ -56,7 +67,12 @@ async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Clien
 
 
 async def connect_lite(
-    url: str, *, name: str, connect_timeout: float = 5.0, write_batch_bytes: int = 0
+    url: str,
+    *,
+    name: str,
+    connect_timeout: float = 5.0,
+    write_batch_bytes: int = 0,
+    credentials: NatsCredentials | None = None,
 ) -> natslite.LiteClient:
     """A ``natslite.LiteClient`` named ``name``, for the round's hot path (the miner's task subscriber
     and the validator's task client): it too reconnects forever, one second apart, and logs every
@@ -67,21 +83,34 @@ async def connect_lite(
         connect_timeout_s=connect_timeout,
         reconnect_wait_s=1.0,
         write_batch_bytes=write_batch_bytes,
+        user=credentials.user if credentials else "",
+        password=credentials.password if credentials else "",
+        token=credentials.token if credentials else "",
     )
 
 
 async def connect_tasks(
-    url: str, *, name: str, connect_timeout: float = 5.0, write_batch_bytes: int = 0
+    url: str,
+    *,
+    name: str,
+    connect_timeout: float = 5.0,
+    write_batch_bytes: int = 0,
+    credentials: NatsCredentials | None = None,
 ) -> natslite.LiteClient | Client:
     """The client for a service's tasks: ``connect_lite``'s, else (``NatsUnsupportedError``) nats.py's,
-    with one log line that says why, so TLS keeps working at nats.py's speed."""
+    with one log line that says why, so TLS keeps working at nats.py's speed. ``credentials`` go to
+    either client as they are."""
     try:
         return await connect_lite(
-            url, name=name, connect_timeout=connect_timeout, write_batch_bytes=write_batch_bytes
+            url,
+            name=name,
+            connect_timeout=connect_timeout,
+            write_batch_bytes=write_batch_bytes,
+            credentials=credentials,
         )
     except natslite.NatsUnsupportedError as error:
         _log.info("%s: %s; using nats.py for tasks instead", name, error)
-        return await connect(url, name=name, connect_timeout=connect_timeout)
+        return await connect(url, name=name, connect_timeout=connect_timeout, credentials=credentials)
 
 
 async def subscribe(

@@ -1,17 +1,17 @@
-"""NATS credentials from a folder of files (a mounted Kubernetes Secret), joined to the server URL only
-when a service connects.
+"""NATS credentials from a folder of files (a mounted Kubernetes Secret), handed to the NATS client when a
+service connects.
 
 The miner and the validator take ``KT_<SVC>_NATS_AUTH_DIR``: the operator mounts the Secret a Subnet
 names in ``spec.natsAuth.secretName`` there, so the credentials never appear in a Subnet, a Deployment,
-an environment variable or a log line. The folder holds one of:
+an environment variable, a URL or a log line. The folder holds one of:
 
 * ``token``: a token (nats-server ``authorization { token: ... }``);
 * ``user`` and ``password``: a user of nats-server's ``authorization { users: [...] }``.
 
-``load`` reads them (surrounding whitespace, a trailing newline from ``kubectl create secret
---from-file`` included, is dropped) and ``server_urls`` puts them into every URL of a comma-separated list,
-which is how both NATS clients (nats.py and ``natslite``) take them. A URL that carries credentials of
-its own as well is refused: two sources of one secret would leave which one wins to chance.
+``for_service`` reads them (surrounding whitespace, a trailing newline from ``kubectl create secret
+--from-file`` included, is dropped) for ``bus.connect_tasks``, which gives them to either NATS client as
+they are (not through the URL, which nats.py would not percent-decode). A URL that carries credentials
+of its own as well is refused: two sources of one secret would leave which one wins to chance.
 """
 
 from __future__ import annotations
@@ -60,12 +60,6 @@ class NatsCredentials:
             )
         return cls(user=user, password=password)
 
-    def userinfo(self) -> str:
-        """The URL's ``user:password`` or ``token`` part, percent-encoded."""
-        if self.token:
-            return urllib.parse.quote(self.token, safe="")
-        return f"{urllib.parse.quote(self.user, safe='')}:{urllib.parse.quote(self.password, safe='')}"
-
 
 def _read(directory: Path, key: str) -> str | None:
     path = directory / key
@@ -87,24 +81,18 @@ def _with_scheme(url: str) -> str:
     return url if "://" in url else f"nats://{url}"
 
 
-def server_urls(url: str, *, auth_dir: Path | None, setting: str) -> str:
-    """``url`` with the credentials of ``auth_dir`` in each of its servers (``url`` itself without one).
+def for_service(url: str, *, auth_dir: Path | None, setting: str) -> NatsCredentials | None:
+    """The credentials in ``auth_dir`` for a service that connects to ``url`` (None without a folder).
 
     ``setting`` names the folder's setting in errors (``KT_MINER_NATS_AUTH_DIR``).
     """
     if auth_dir is None:
-        return url
+        return None
     if has_credentials(url):
         raise NatsAuthError(
             f"{setting} is set and the NATS URL carries credentials too: keep them in the folder only"
         )
     try:
-        credentials = NatsCredentials.load(auth_dir)
+        return NatsCredentials.load(auth_dir)
     except NatsAuthError as error:
         raise NatsAuthError(f"{setting}: {error}") from None
-    userinfo = credentials.userinfo()
-    servers = []
-    for part in url.split(","):
-        parsed = urllib.parse.urlsplit(_with_scheme(part))
-        servers.append(urllib.parse.urlunsplit(parsed._replace(netloc=f"{userinfo}@{parsed.netloc}")))
-    return ",".join(servers)

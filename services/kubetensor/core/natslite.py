@@ -20,8 +20,9 @@ line in Python; a round sends and answers thousands a second):
   waiting out its deadline); pings the server every ``ping_interval_s`` and drops a connection that
   left ``max_outstanding_pings`` unanswered;
 * refuses what it does not do, when connecting: TLS (a ``tls://`` URL, or a server that requires it:
-  ``NatsUnsupportedError``); authenticates with a user and password or a token in the URL only (a
-  server that wants credentials and gets none, or refuses them: ``NatsServerError``).
+  ``NatsUnsupportedError``); authenticates with a user and password or a token only, in the URL or
+  given to ``connect`` (a server that wants credentials and gets none, or refuses them:
+  ``NatsServerError``).
 
 Outbound flow control: a publish raises ``OutboundBufferFullError`` once more than
 ``max_pending_bytes`` wait to be written (the server, not this client, then is the slow one). Inbound,
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -758,6 +760,20 @@ class LiteClient:
         self._requests.clear()
 
 
+def parse_servers(url: str, *, user: str = "", password: str = "", token: str = "") -> list[Server]:
+    """The servers of ``url`` (comma-separated), each with its URL's credentials, else ``user`` and
+    ``password`` or ``token``."""
+    servers = [Server.parse(part) for part in url.split(",") if part.strip()]
+    if not (user or token):
+        return servers
+    return [
+        server
+        if server.user or server.token
+        else dataclasses.replace(server, user=user, password=password, token=token)
+        for server in servers
+    ]
+
+
 async def connect(
     url: str,
     *,
@@ -768,12 +784,16 @@ async def connect(
     max_outstanding_pings: int = 2,
     max_pending_bytes: int = 8 * 1024 * 1024,
     write_batch_bytes: int = 0,
+    user: str = "",
+    password: str = "",
+    token: str = "",
 ) -> LiteClient:
     """A ``LiteClient`` connected to the first server of ``url`` (comma-separated ``nats://`` URLs) that
     answers (``write_batch_bytes``: see the module doc; 0 writes once per loop turn only);
     NatsDisconnectedError when none does, NatsUnsupportedError/NatsServerError when a server needs what
-    this client does not do or refuses it."""
-    servers = [Server.parse(part) for part in url.split(",") if part.strip()]
+    this client does not do or refuses it. ``user`` and ``password``, or ``token``, are the credentials
+    of every server whose URL has none of its own."""
+    servers = parse_servers(url, user=user, password=password, token=token)
     client = LiteClient(
         servers,
         name=name,

@@ -30,7 +30,7 @@ _log = logging.getLogger("kubetensor.miner")
 async def serve(settings: MinerSettings) -> None:
     """Run the miner until SIGTERM or SIGINT."""
     keypair = settings.keypair()
-    nats_url = natsauth.server_urls(
+    nats_credentials = natsauth.for_service(
         settings.nats_url, auth_dir=settings.nats_auth_dir, setting=f"{ENV_PREFIX}NATS_AUTH_DIR"
     )
     consensus = ConsensusClient.connect(settings.consensus_address, netuid=settings.netuid, call_seconds=5.0)
@@ -76,9 +76,10 @@ async def serve(settings: MinerSettings) -> None:
         model = await engine.wait_ready(within_seconds=settings.engine_wait_seconds)
         await permits.start()
         nc = await bus.connect_tasks(
-            nats_url,
+            settings.nats_url,
             name=f"miner-{keypair.hotkey[:12]}",
             write_batch_bytes=REPLY_WRITE_BATCH_BYTES,
+            credentials=nats_credentials,
         )
         subscriber = TaskSubscriber(nc, service, max_pending=settings.max_pending_tasks)
         await subscriber.start()

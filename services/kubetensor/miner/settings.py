@@ -39,7 +39,8 @@ class MinerSettings(HotkeySettings):
     nats_auth_dir: Path | None = None
     """A folder holding the NATS credentials, a file ``token`` or files ``user`` and ``password`` (the
     operator mounts the Secret a Subnet names in ``spec.natsAuth`` here; ``kubetensor.core.natsauth``).
-    They are added to ``nats_url`` when connecting, so they appear in no setting's value or log line."""
+    The NATS client gets them as they are when connecting: they appear in no setting's value, URL or log
+    line."""
     consensus_address: str = "127.0.0.1:50061"
     """host:port of the subnet's consensus service (the metagraph says who holds a permit)."""
 

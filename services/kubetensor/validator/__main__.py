@@ -32,7 +32,7 @@ _log = logging.getLogger("kubetensor.validator")
 async def serve(settings: ValidatorSettings) -> None:
     """Run the validator until SIGTERM or SIGINT."""
     keypair = settings.keypair()
-    nats_url = natsauth.server_urls(
+    nats_credentials = natsauth.for_service(
         settings.nats_url, auth_dir=settings.nats_auth_dir, setting=f"{ENV_PREFIX}NATS_AUTH_DIR"
     )
     task_kind = default_registry().get(settings.task_type)
@@ -53,7 +53,9 @@ async def serve(settings: ValidatorSettings) -> None:
     stopping = asyncio.Event()
     endpoint = None
     try:
-        nc = await bus.connect_tasks(nats_url, name=f"validator-{keypair.hotkey[:12]}")
+        nc = await bus.connect_tasks(
+            settings.nats_url, name=f"validator-{keypair.hotkey[:12]}", credentials=nats_credentials
+        )
         figures = ValidatorMetrics()
         service = ValidatorService(
             hotkey=keypair.hotkey,
