@@ -20,7 +20,7 @@ import nats
 import pytest
 from kubetensor.chain.client import ChainClient
 from kubetensor.consensus.client import ConsensusClient
-from kubetensor.core import signing, subjects
+from kubetensor.core import natslite, signing, subjects
 from kubetensor.core.keys import Keypair
 from kubetensor.devnet import ledger, summary
 from kubetensor.devnet.monitor import EpochRecord, EpochWatcher, ScoreBoard
@@ -117,7 +117,11 @@ async def test_incentives_follow_model_quality_and_faults_score_zero(network: Ne
     plan = network.plan
     hotkeys = {m.name: m.keypair.hotkey for m in plan.miners}
     reports = Reports()
-    nc = await nats.connect(network.nats_url)
+    # The run's NATS takes only its token: the miners and validators that score below read it from their
+    # credentials folder, as from a mounted Secret on Kubernetes.
+    with pytest.raises(natslite.NatsServerError, match="requires authentication"):
+        await natslite.connect(network.nats_url, name="no-token")
+    nc = await nats.connect(network.nats_url, token=network.nats_credentials.token)
     scores = ScoreBoard()
     await scores.subscribe(nc, netuid=plan.netuid)
     await nc.subscribe(subjects.all_validator_rounds(plan.netuid), cb=reports.on_message)
@@ -255,3 +259,8 @@ async def test_incentives_follow_model_quality_and_faults_score_zero(network: Ne
     finally:
         await scores.close()
         await nc.close()
+    # The token was in the credentials folder and the server's configuration only: no process logged it.
+    logs = list(network.workdir.rglob("*.log"))
+    assert {"nats-server.log", "miner-good.log", "validator-a.log"} <= {path.name for path in logs}
+    for path in logs:
+        assert network.nats_credentials.token not in path.read_text(errors="replace"), path

@@ -195,7 +195,7 @@ async def _build_models(say: Callable[[str], None]) -> None:
 async def _watch(
     network: Network, *, plan: DevnetPlan, epochs: int | None, records: list[EpochRecord], console: Console
 ) -> None:
-    nc = await bus.connect(network.nats_url, name="devnet")
+    nc = await bus.connect(network.nats_url, name="devnet", credentials=network.nats_credentials)
     scores = ScoreBoard()
     try:
         await scores.subscribe(nc, netuid=plan.netuid)

@@ -1,6 +1,8 @@
 """``Network``: starts a devnet's processes in order, registers its neurons, watches them, stops them all.
 
-Called by ``commands.run`` and the e2e tests. Start order: nats-server; one vLLM per miner (in
+Called by ``commands.run`` and the e2e tests. Start order: nats-server (it requires a token made for
+the run, which the miners and validators read from ``<workdir>/nats-auth/token`` as on Kubernetes they
+read a mounted Secret: ``nats_credentials``); one vLLM per miner (in
 parallel, unless the caller passes engine URLs it runs itself); the chain sidecar (ledger backend),
 with the subnet, hotkeys and validator stake recorded on it (``ledger.prepare``); the consensus
 service, reading stake from the sidecar and submitting its settlements there; the registrations
@@ -14,14 +16,17 @@ for its start thread to return before it gives up, so nothing is left behind).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import secrets
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubetensor.consensus.client import ConsensusClient
+from kubetensor.core.natsauth import TOKEN_KEY, NatsCredentials
 from kubetensor.core.stopping import wait_for_threads
 from kubetensor.devnet import components, ledger
 from kubetensor.devnet.components import Component
@@ -82,6 +87,9 @@ class Network:
         self._engines = dict(engines or {})
         self._say = say or (lambda message: _log.info("%s", message))
         self.nats: NatsServer | None = None
+        self.nats_credentials = NatsCredentials(token=secrets.token_urlsafe(24))
+        """The token the run's nats-server requires (in ``nats_auth_dir``, for the miners and validators)."""
+        self.nats_auth_dir = workdir / "nats-auth"
         self.chain: Component | None = None
         self.consensus: Component | None = None
         self.miners: dict[str, Component] = {}
@@ -127,9 +135,12 @@ class Network:
         plan, workdir = self.plan, self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self._say(f"starting nats-server (logs in {workdir / 'logs'})")
-        self.nats = NatsServer(workdir / "nats")
-        self._servers.append(_Server("nats-server", self.nats))
-        await wait_for_threads([self.nats.start], kill=self.nats.stop)
+        self.nats = nats_server = NatsServer(workdir / "nats")
+        self._servers.append(_Server("nats-server", nats_server))
+        config = self._write_nats_auth()
+        await wait_for_threads(
+            [functools.partial(nats_server.start, extra_args=["-c", str(config)])], kill=nats_server.stop
+        )
 
         wanted = [m for m in plan.miners if m.name not in self._engines]
         if wanted:
@@ -179,7 +190,7 @@ class Network:
                 engine_url=url,
                 engine_model=model,
                 permit_refresh_seconds=max(plan.tempo_seconds / 4, 1.0),
-                extra_env=self._env,
+                extra_env={**self._env, "KT_MINER_NATS_AUTH_DIR": str(self.nats_auth_dir)},
             )
         self._say(f"starting {len(plan.miners)} miners")
         await self._start_components(list(self.miners.values()))
@@ -197,10 +208,23 @@ class Network:
                 weights_interval_seconds=plan.weights_interval_seconds,
                 weights_retry_seconds=plan.weights_retry_seconds,
                 moving_average_alpha=plan.moving_average_alpha,
-                extra_env=self._env,
+                extra_env={**self._env, "KT_VALIDATOR_NATS_AUTH_DIR": str(self.nats_auth_dir)},
             )
         self._say(f"starting {len(plan.validators)} validators")
         await self._start_components(list(self.validators.values()))
+
+    def _write_nats_auth(self) -> Path:
+        """The run's token, as the miners and validators read it, and the nats-server configuration that
+        requires it (both readable by this user only); returns the configuration's path."""
+        self.nats_auth_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        token_file = self.nats_auth_dir / TOKEN_KEY
+        token_file.touch(mode=0o600)
+        token_file.write_text(self.nats_credentials.token)
+        config = self.workdir / "nats-auth.conf"
+        config.touch(mode=0o600)
+        # token_urlsafe's letters, digits, - and _ need no quoting in nats-server's configuration.
+        config.write_text(f'authorization {{\n  token: "{self.nats_credentials.token}"\n}}\n')
+        return config
 
     async def _start_components(self, started: list[Component]) -> None:
         def kill() -> None:
