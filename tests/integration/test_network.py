@@ -356,6 +356,33 @@ async def test_a_competitor_answering_for_a_miner_cannot_take_its_task(
     assert unsigned == [Outcome.GARBAGE, Outcome.NO_RESPONDERS, Outcome.GARBAGE]
 
 
+def miner_process(
+    subnet: Subnet,
+    engine: FakeEngine,
+    workdir: Path,
+    *,
+    name: str,
+    keypair: Keypair,
+    nats_url: str | None = None,
+    replay_journal: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> components.Component:
+    """A miner process (``python -m kubetensor.miner``, not started) of this subnet on ``engine``; its NATS
+    is the subnet's unless ``nats_url`` names another."""
+    return components.miner(
+        workdir,
+        name=name,
+        keypair=keypair,
+        netuid=NETUID,
+        nats_url=nats_url or subnet.nats_url,
+        consensus_address=subnet.address,
+        engine_url=engine.base_url,
+        permit_refresh_seconds=1,
+        replay_journal=replay_journal,
+        extra_env=extra_env,
+    )
+
+
 @pytest.mark.parametrize("kind", ["token", "user"])
 async def test_a_miner_process_takes_its_nats_credentials_from_a_folder(
     subnet: Subnet, engine: FakeEngine, tools: Tools, tmp_path: Path, kind: str
@@ -374,22 +401,18 @@ async def test_a_miner_process_takes_its_nats_credentials_from_a_folder(
         (folder / "password").write_text(secret)
     server = NatsServer(tmp_path / "nats", tools=tools).start(extra_args=flags)
     miner_key = MINERS[4]
-
-    def miner_process(name: str, extra_env: dict[str, str]) -> components.Component:
-        return components.miner(
-            tmp_path,
-            name=name,
-            keypair=miner_key,
-            netuid=NETUID,
-            nats_url=server.url,
-            consensus_address=subnet.address,
-            engine_url=engine.base_url,
-            permit_refresh_seconds=1,
-            extra_env=extra_env,
-        )
-
-    miner = miner_process("authed", {"KT_MINER_NATS_AUTH_DIR": str(folder)})
-    refused = miner_process("no-credentials", {})
+    miner = miner_process(
+        subnet,
+        engine,
+        tmp_path,
+        name="authed",
+        keypair=miner_key,
+        nats_url=server.url,
+        extra_env={"KT_MINER_NATS_AUTH_DIR": str(folder)},
+    )
+    refused = miner_process(
+        subnet, engine, tmp_path, name="no-credentials", keypair=miner_key, nats_url=server.url
+    )
     nc = None
     try:
         miner.start(timeout=60)
@@ -456,16 +479,8 @@ async def test_a_miner_process_killed_and_restarted_still_refuses_a_replayed_tas
 ) -> None:
     miner_key = MINERS[5]
     task = task_to_proto(outgoing(miner_key, nonce=4242, timeout_s=60), keypair=VALIDATOR)
-    miner = components.miner(
-        tmp_path,
-        name="restarted",
-        keypair=miner_key,
-        netuid=NETUID,
-        nats_url=subnet.nats_url,
-        consensus_address=subnet.address,
-        engine_url=engine.base_url,
-        permit_refresh_seconds=1,
-        replay_journal=journal,
+    miner = miner_process(
+        subnet, engine, tmp_path, name="restarted", keypair=miner_key, replay_journal=journal
     )
     try:
         miner.start(timeout=60)
