@@ -157,6 +157,34 @@ class EnvVar(_Spec):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
+def _no_reserved_names(env: tuple[EnvVar, ...], reserved: frozenset[str], *, why: str) -> tuple[EnvVar, ...]:
+    # Two entries of one name would make the API server refuse the whole Deployment.
+    taken = [e.name for e in env if e.name in reserved]
+    if taken:
+        raise ValueError(f"{', '.join(taken)}: set by the operator ({why}); remove it")
+    return env
+
+
+VALIDATOR_OPERATOR_ENV = frozenset(
+    f"KT_VALIDATOR_{name}"
+    for name in (
+        "LISTEN",
+        "NETUID",
+        "NATS_URL",
+        "NATS_AUTH_DIR",
+        "TASK_TYPE",
+        "CONSENSUS_ADDRESS",
+        "HOTKEY_FILE",
+        "STATE_PATH",
+        "METRICS_LISTEN",
+    )
+)
+"""The validator container's variables the operator sets (from the Subnet, the hotkey Secret, its own
+ports and paths): ``spec.env`` may not name them (the CRD's CEL rule lists them too)."""
+VLLM_OPERATOR_ENV = frozenset({"HF_HOME"})
+"""The vLLM container's variables the operator sets (``HF_HOME``: the model cache volume)."""
+
+
 class Placement(_Spec):
     """Where pods may run: fields copied onto the pod spec."""
 
@@ -186,6 +214,11 @@ class VllmSpec(_Spec):
     resources: Resources = Field(default_factory=Resources)
     shm_size: Quantity = "8Gi"
     env: tuple[EnvVar, ...] = ()
+
+    @field_validator("env")
+    @classmethod
+    def _not_the_operators(cls, env: tuple[EnvVar, ...]) -> tuple[EnvVar, ...]:
+        return _no_reserved_names(env, VLLM_OPERATOR_ENV, why="the model cache: spec.modelCache")
 
 
 class AgentSpec(_Spec):
@@ -258,6 +291,13 @@ class ValidatorSpec(Placement):
     image: str | None = None
     resources: Resources = Field(default_factory=Resources)
     env: tuple[EnvVar, ...] = ()
+
+    @field_validator("env")
+    @classmethod
+    def _not_the_operators(cls, env: tuple[EnvVar, ...]) -> tuple[EnvVar, ...]:
+        return _no_reserved_names(
+            env, VALIDATOR_OPERATOR_ENV, why="from the Subnet, the hotkey Secret, the pod's ports and paths"
+        )
 
 
 # -- what a consensus service reports -----------------------------------------------------------------

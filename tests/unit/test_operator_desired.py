@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from kubetensor_operator import desired, model
 from kubetensor_operator.desired import Images, Owner
 from kubetensor_operator.errors import SpecError
 from pydantic_settings import BaseSettings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 IMAGES = Images(kubetensor="registry.example/kubetensor:1", vllm="registry.example/vllm:1")
 MINER = Owner(kind="Miner", name="m1", namespace="ns", uid="uid-m1")
@@ -312,6 +315,43 @@ def test_a_nats_url_with_credentials_is_refused_naming_the_field(url: str) -> No
     with pytest.raises(SpecError, match=r"spec\.natsUrl: must not carry credentials") as caught:
         model.SubnetSpec.parse({"netuid": 7, "natsUrl": url})
     assert "spec.natsAuth.secretName" in str(caught.value)
+
+
+def test_the_env_names_a_spec_may_not_use_are_exactly_those_the_operator_sets() -> None:
+    spec = model.ValidatorSpec.parse({"subnet": "demo"})
+    (validator,) = desired.validator_objects(spec, owner=VALIDATOR, subnet=AUTH_SUBNET_SPEC, images=IMAGES)
+    assert {e["name"] for e in container(validator, "validator")["env"]} == model.VALIDATOR_OPERATOR_ENV
+    vllm = container(by_kind(miner(), "Deployment"), "vllm")
+    assert {e["name"] for e in vllm["env"]} == model.VLLM_OPERATOR_ENV
+    # The CRDs' CEL rules refuse the same names at the API server.
+    crds = ROOT / "manifests" / "crds"
+    validators = (crds / "kubetensor.io_validators.yaml").read_text()
+    assert all(f"'{name}'" in validators for name in model.VALIDATOR_OPERATOR_ENV)
+    assert "e.name == 'HF_HOME'" in (crds / "kubetensor.io_miners.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (model.ValidatorSpec, {"subnet": "demo", "env": [{"name": "KT_VALIDATOR_NETUID", "value": "9"}]}),
+        (
+            model.MinerSpec,
+            {"subnet": "demo", "model": {"name": "m"}, "vllm": {"env": [{"name": "HF_HOME", "value": "/x"}]}},
+        ),
+    ],
+    ids=["validator", "vllm"],
+)
+def test_an_env_entry_the_operator_sets_is_refused_naming_it(spec: Any, field: dict[str, Any]) -> None:
+    refused = r"spec\.(vllm\.)?env: (KT_VALIDATOR_NETUID|HF_HOME): set by the operator"
+    with pytest.raises(SpecError, match=refused):
+        spec.parse(field)
+
+
+def test_other_env_entries_pass_through() -> None:
+    own = {"name": "KT_VALIDATOR_ROUND_SECONDS", "value": "3"}
+    spec = model.ValidatorSpec.parse({"subnet": "demo", "env": [own]})
+    (validator,) = desired.validator_objects(spec, owner=VALIDATOR, subnet=SUBNET_SPEC, images=IMAGES)
+    assert own in container(validator, "validator")["env"]
 
 
 def subnet(**spec: Any) -> list[dict[str, Any]]:
