@@ -16,7 +16,7 @@ import nats.aio.client
 import nats.aio.msg
 import nats.errors
 import pytest
-from kubetensor.core import bus, natslite
+from kubetensor.core import bus, natsauth, natslite
 from kubetensor.core.natsauth import NatsCredentials
 from kubetensor.core.natslite import Message
 from kubetensor.core.tracecontext import TraceContext
@@ -273,6 +273,42 @@ async def test_both_clients_take_credentials_with_any_characters_as_they_are(
             await heavy.close()
             await lite.close()
     finally:
+        server.stop()
+
+
+async def test_a_rotated_credentials_folder_is_read_again_when_reconnecting(
+    tools: Tools, tmp_path: Path
+) -> None:
+    """The server comes back wanting a new token, and the folder (a mounted Secret, updated in place by
+    the kubelet) holds it: both clients reconnect with it, without a restart."""
+    folder = tmp_path / "nats-auth"
+    folder.mkdir()
+    (folder / "token").write_text("first-token")
+    credentials = natsauth.NatsAuthFolder(folder, setting="KT_MINER_NATS_AUTH_DIR")
+    server = NatsServer(tmp_path / "nats", tools=tools).start(extra_args=["--auth", "first-token"])
+    heavy = await bus.connect(server.url, name="test-rotate-nats-py", credentials=credentials)
+    lite = await bus.connect_lite(server.url, name="test-rotate-lite", credentials=credentials)
+    try:
+        got: list[bytes] = []
+        await bus.subscribe(lite, "kt.lite.rotate", cb=lambda msg: got.append(msg.data))
+        await lite.flush()
+        port = server.port
+        server.stop()
+        await polling.eventually(
+            lambda: not (lite.is_connected or heavy.is_connected), what="both clients to see it go", seconds=5
+        )
+        (folder / "token").write_text("second-token")
+        server = NatsServer(tmp_path / "nats", tools=tools)
+        server.start(port=port, extra_args=["--auth", "second-token"])
+        await polling.eventually(
+            lambda: lite.is_connected and heavy.is_connected, what="both clients to reconnect", seconds=20
+        )
+        await lite.flush()
+        await heavy.publish("kt.lite.rotate", b"after the rotation")
+        await polling.eventually(lambda: got == [b"after the rotation"], what="the message", seconds=5)
+    finally:
+        await heavy.close()
+        await lite.close()
         server.stop()
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from kubetensor.core import natsauth, natslite
+from kubetensor.core import natsauth
 from kubetensor.core.natsauth import NatsAuthError, NatsCredentials
 
 SETTING = "KT_MINER_NATS_AUTH_DIR"
@@ -22,27 +22,33 @@ def folder(tmp_path: Path, **files: str) -> Path:
 
 def test_a_token_is_read_without_its_trailing_newline(tmp_path: Path) -> None:
     auth = folder(tmp_path, token="t0k/en@x\n")
-    assert natsauth.for_service("nats://a:4222, b:4223", auth_dir=auth, setting=SETTING) == NatsCredentials(
-        token="t0k/en@x"
-    )
+    folder_ = natsauth.for_service("nats://a:4222, b:4223", auth_dir=auth, setting=SETTING)
+    assert folder_ is not None
+    assert folder_() == NatsCredentials(token="t0k/en@x")
 
 
 def test_a_user_and_password_are_read_as_they_are(tmp_path: Path) -> None:
     auth = folder(tmp_path, user="kt", password="p:w@d ")
     credentials = natsauth.for_service("nats://nats.kt.svc:4222", auth_dir=auth, setting=SETTING)
-    assert credentials == NatsCredentials(user="kt", password="p:w@d")
+    assert credentials is not None
+    assert credentials() == NatsCredentials(user="kt", password="p:w@d")
 
 
 def test_without_a_folder_there_are_no_credentials() -> None:
     assert natsauth.for_service("nats://u:p@a:4222", auth_dir=None, setting=SETTING) is None
 
 
-def test_the_lite_client_gives_them_to_every_server_without_its_own() -> None:
-    servers = natslite.parse_servers("nats://a:4222,nats://me:pw@b:4222", user="kt", password="p:w@d")
-    assert [(s.host, s.user, s.password, s.token) for s in servers] == [
-        ("a", "kt", "p:w@d", ""),
-        ("b", "me", "pw", ""),
-    ]
+def test_the_folder_is_read_again_each_time_and_a_broken_one_keeps_the_last_credentials(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    auth = folder(tmp_path, token="first")
+    read = natsauth.NatsAuthFolder(auth, setting=SETTING)
+    (auth / "token").write_text("rotated")
+    assert read() == NatsCredentials(token="rotated")
+    (auth / "token").unlink()
+    assert read() == NatsCredentials(token="rotated")
+    assert f"{SETTING}: NATS credentials folder {auth}: expected a file 'token'" in caplog.text
+    assert "rotated" not in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -24,14 +24,26 @@ from nats.aio.subscription import Subscription
 from kubetensor.core import natslite
 from kubetensor.core.natsauth import NatsCredentials
 
+Credentials = NatsCredentials | Callable[[], NatsCredentials]
+"""Credentials to connect with: fixed, or asked at every connect and reconnect
+(``natsauth.NatsAuthFolder``)."""
+
+
+def _provider(credentials: Credentials) -> Callable[[], NatsCredentials]:
+    if isinstance(credentials, NatsCredentials):
+        return lambda: credentials
+    return credentials
+
+
 _log = logging.getLogger(__name__)
 
 
 async def connect(
-    url: str, *, name: str, connect_timeout: float = 5.0, credentials: NatsCredentials | None = None
+    url: str, *, name: str, connect_timeout: float = 5.0, credentials: Credentials | None = None
 ) -> Client:
     """A connected client named ``name`` (shown by the NATS server's monitoring), with ``credentials``
-    for the servers whose URL has none (``kubetensor.core.natsauth``)."""
+    for the servers whose URL has none (``kubetensor.core.natsauth``): asked at every connect and
+    reconnect, but of the kind (token, or user and password) they had at the first."""
     connected: list[Client] = []
 
     async def on_error(error: Exception) -> None:
@@ -46,11 +58,13 @@ async def connect(
     async def on_reconnected() -> None:
         _log.info("%s: reconnected to NATS", name)
 
-    auth: dict[str, str] = {}
-    if credentials is not None and credentials.token:
-        auth["token"] = credentials.token
-    elif credentials is not None:
-        auth["user"], auth["password"] = credentials.user, credentials.password
+    auth: dict[str, Callable[[], str]] = {}
+    if credentials is not None:
+        current = _provider(credentials)
+        if current().token:
+            auth["token"] = lambda: current().token
+        else:
+            auth["user"], auth["password"] = (lambda: current().user), (lambda: current().password)
     client: Client = await nats.connect(
         url,
         name=name,
@@ -72,7 +86,7 @@ async def connect_lite(
     name: str,
     connect_timeout: float = 5.0,
     write_batch_bytes: int = 0,
-    credentials: NatsCredentials | None = None,
+    credentials: Credentials | None = None,
 ) -> natslite.LiteClient:
     """A ``natslite.LiteClient`` named ``name``, for the round's hot path (the miner's task subscriber
     and the validator's task client): it too reconnects forever, one second apart, and logs every
@@ -83,9 +97,7 @@ async def connect_lite(
         connect_timeout_s=connect_timeout,
         reconnect_wait_s=1.0,
         write_batch_bytes=write_batch_bytes,
-        user=credentials.user if credentials else "",
-        password=credentials.password if credentials else "",
-        token=credentials.token if credentials else "",
+        credentials=_as_tuples(credentials),
     )
 
 
@@ -95,7 +107,7 @@ async def connect_tasks(
     name: str,
     connect_timeout: float = 5.0,
     write_batch_bytes: int = 0,
-    credentials: NatsCredentials | None = None,
+    credentials: Credentials | None = None,
 ) -> natslite.LiteClient | Client:
     """The client for a service's tasks: ``connect_lite``'s, else (``NatsUnsupportedError``) nats.py's,
     with one log line that says why, so TLS keeps working at nats.py's speed. ``credentials`` go to
@@ -111,6 +123,18 @@ async def connect_tasks(
     except natslite.NatsUnsupportedError as error:
         _log.info("%s: %s; using nats.py for tasks instead", name, error)
         return await connect(url, name=name, connect_timeout=connect_timeout, credentials=credentials)
+
+
+def _as_tuples(credentials: Credentials | None) -> natslite.Credentials | None:
+    if credentials is None:
+        return None
+    current = _provider(credentials)
+
+    def ask() -> tuple[str, str, str]:
+        now = current()
+        return now.user, now.password, now.token
+
+    return ask
 
 
 async def subscribe(

@@ -8,17 +8,24 @@ an environment variable, a URL or a log line. The folder holds one of:
 * ``token``: a token (nats-server ``authorization { token: ... }``);
 * ``user`` and ``password``: a user of nats-server's ``authorization { users: [...] }``.
 
-``for_service`` reads them (surrounding whitespace, a trailing newline from ``kubectl create secret
---from-file`` included, is dropped) for ``bus.connect_tasks``, which gives them to either NATS client as
-they are (not through the URL, which nats.py would not percent-decode). A URL that carries credentials
-of its own as well is refused: two sources of one secret would leave which one wins to chance.
+``for_service`` checks the folder at start and returns a ``NatsAuthFolder`` for ``bus.connect_tasks``,
+which gives the credentials to either NATS client as they are (not through the URL, which nats.py would
+not percent-decode). The clients ask the folder again at every reconnect, so a rotated Secret (the
+kubelet updates a mounted Secret's files in place) is used from the next reconnect on, without a
+restart; a folder that cannot be read then keeps the credentials read before, with a warning. Surrounding
+whitespace, a trailing newline from ``kubectl create secret --from-file`` included, is dropped. A URL
+that carries credentials of its own as well is refused: two sources of one secret would leave which one
+wins to chance.
 """
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_log = logging.getLogger(__name__)
 
 TOKEN_KEY = "token"
 USER_KEY = "user"
@@ -81,10 +88,29 @@ def _with_scheme(url: str) -> str:
     return url if "://" in url else f"nats://{url}"
 
 
-def for_service(url: str, *, auth_dir: Path | None, setting: str) -> NatsCredentials | None:
-    """The credentials in ``auth_dir`` for a service that connects to ``url`` (None without a folder).
+class NatsAuthFolder:
+    """A credentials folder, read again each time it is called (at every connect and reconnect)."""
 
-    ``setting`` names the folder's setting in errors (``KT_MINER_NATS_AUTH_DIR``).
+    def __init__(self, directory: Path, *, setting: str) -> None:
+        self.directory = directory
+        self.setting = setting
+        try:
+            self._last = NatsCredentials.load(directory)
+        except NatsAuthError as error:
+            raise NatsAuthError(f"{setting}: {error}") from None
+
+    def __call__(self) -> NatsCredentials:
+        """The folder's credentials now; those read before (and a warning) when it cannot be used now."""
+        try:
+            self._last = NatsCredentials.load(self.directory)
+        except NatsAuthError as error:
+            _log.warning("%s: %s; connecting with the credentials read before", self.setting, error)
+        return self._last
+
+
+def for_service(url: str, *, auth_dir: Path | None, setting: str) -> NatsAuthFolder | None:
+    """The credentials folder ``auth_dir`` of a service that connects to ``url`` (None without one),
+    checked now: NatsAuthError, naming ``setting`` (``KT_MINER_NATS_AUTH_DIR``), when it cannot be used.
     """
     if auth_dir is None:
         return None
@@ -92,7 +118,4 @@ def for_service(url: str, *, auth_dir: Path | None, setting: str) -> NatsCredent
         raise NatsAuthError(
             f"{setting} is set and the NATS URL carries credentials too: keep them in the folder only"
         )
-    try:
-        return NatsCredentials.load(auth_dir)
-    except NatsAuthError as error:
-        raise NatsAuthError(f"{setting}: {error}") from None
+    return NatsAuthFolder(auth_dir, setting=setting)

@@ -341,6 +341,10 @@ class _Connection(asyncio.Protocol):
         self._client._connection_lost(self, exc)
 
 
+Credentials = Callable[[], tuple[str, str, str]]
+"""Gives the (user, password, token) to connect with; one of user and token is empty."""
+
+
 class LiteClient:
     """A connection to NATS for publishing and subscribing: see the module doc. Made by ``connect``."""
 
@@ -355,11 +359,13 @@ class LiteClient:
         max_outstanding_pings: int,
         max_pending_bytes: int,
         write_batch_bytes: int,
+        credentials: Credentials | None = None,
     ) -> None:
         if not servers:
             raise ValueError("servers: at least one NATS URL is needed")
         self.name = name
         self._servers = servers
+        self._credentials = credentials
         self._next_server = 0
         self._connect_timeout_s = connect_timeout_s
         self._reconnect_wait_s = reconnect_wait_s
@@ -407,6 +413,10 @@ class LiteClient:
     async def _open(self, server: Server) -> None:
         """Connect to ``server``, handshake, subscribe again to every subscription; NatsLiteError,
         OSError or TimeoutError when it fails (the connection is closed again then)."""
+        if self._credentials is not None and not (server.user or server.token):
+            # Asked at every (re)connect: a rotated Secret's new files are used once the server wants them.
+            user, password, token = self._credentials()
+            server = dataclasses.replace(server, user=user, password=password, token=token)
         self._handshake = self._loop.create_future()
         transport: asyncio.Transport | None = None
         try:
@@ -760,20 +770,6 @@ class LiteClient:
         self._requests.clear()
 
 
-def parse_servers(url: str, *, user: str = "", password: str = "", token: str = "") -> list[Server]:
-    """The servers of ``url`` (comma-separated), each with its URL's credentials, else ``user`` and
-    ``password`` or ``token``."""
-    servers = [Server.parse(part) for part in url.split(",") if part.strip()]
-    if not (user or token):
-        return servers
-    return [
-        server
-        if server.user or server.token
-        else dataclasses.replace(server, user=user, password=password, token=token)
-        for server in servers
-    ]
-
-
 async def connect(
     url: str,
     *,
@@ -784,16 +780,14 @@ async def connect(
     max_outstanding_pings: int = 2,
     max_pending_bytes: int = 8 * 1024 * 1024,
     write_batch_bytes: int = 0,
-    user: str = "",
-    password: str = "",
-    token: str = "",
+    credentials: Credentials | None = None,
 ) -> LiteClient:
     """A ``LiteClient`` connected to the first server of ``url`` (comma-separated ``nats://`` URLs) that
     answers (``write_batch_bytes``: see the module doc; 0 writes once per loop turn only);
     NatsDisconnectedError when none does, NatsUnsupportedError/NatsServerError when a server needs what
-    this client does not do or refuses it. ``user`` and ``password``, or ``token``, are the credentials
-    of every server whose URL has none of its own."""
-    servers = parse_servers(url, user=user, password=password, token=token)
+    this client does not do or refuses it. ``credentials()`` gives the (user, password, token) of every
+    server whose URL has none of its own, asked again at each connect and reconnect."""
+    servers = [Server.parse(part) for part in url.split(",") if part.strip()]
     client = LiteClient(
         servers,
         name=name,
@@ -803,6 +797,7 @@ async def connect(
         max_outstanding_pings=max_outstanding_pings,
         max_pending_bytes=max_pending_bytes,
         write_batch_bytes=write_batch_bytes,
+        credentials=credentials,
     )
     await client._connect_first()
     return client
