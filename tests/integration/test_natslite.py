@@ -248,6 +248,18 @@ async def test_credentials_in_the_url_are_used_and_refusals_are_clear(auth_serve
         await client.close()
 
 
+async def from_nats_py_to_lite(heavy: nats.aio.client.Client, lite: natslite.LiteClient) -> None:
+    """One message from the nats.py client to the lean one, through the server both are connected to."""
+    got: list[bytes] = []
+    subscription = await bus.subscribe(lite, "kt.lite.creds", cb=lambda msg: got.append(msg.data))
+    try:
+        await lite.flush()
+        await heavy.publish("kt.lite.creds", b"from nats.py")
+        await polling.eventually(lambda: got == [b"from nats.py"], what="the message", seconds=5)
+    finally:
+        await subscription.unsubscribe()
+
+
 @pytest.mark.parametrize("kind", ["token", "user"])
 async def test_both_clients_take_credentials_with_any_characters_as_they_are(
     tools: Tools, tmp_path: Path, kind: str
@@ -264,11 +276,7 @@ async def test_both_clients_take_credentials_with_any_characters_as_they_are(
         heavy = await bus.connect(server.url, name="test-nats-py", credentials=credentials)
         lite = await bus.connect_lite(server.url, name="test-lite", credentials=credentials)
         try:
-            got: list[bytes] = []
-            await bus.subscribe(lite, "kt.lite.creds", cb=lambda msg: got.append(msg.data))
-            await lite.flush()
-            await heavy.publish("kt.lite.creds", b"from nats.py")
-            await polling.eventually(lambda: got == [b"from nats.py"], what="the message", seconds=5)
+            await from_nats_py_to_lite(heavy, lite)
         finally:
             await heavy.close()
             await lite.close()
@@ -289,9 +297,6 @@ async def test_a_rotated_credentials_folder_is_read_again_when_reconnecting(
     heavy = await bus.connect(server.url, name="test-rotate-nats-py", credentials=credentials)
     lite = await bus.connect_lite(server.url, name="test-rotate-lite", credentials=credentials)
     try:
-        got: list[bytes] = []
-        await bus.subscribe(lite, "kt.lite.rotate", cb=lambda msg: got.append(msg.data))
-        await lite.flush()
         port = server.port
         server.stop()
         await polling.eventually(
@@ -303,9 +308,7 @@ async def test_a_rotated_credentials_folder_is_read_again_when_reconnecting(
         await polling.eventually(
             lambda: lite.is_connected and heavy.is_connected, what="both clients to reconnect", seconds=20
         )
-        await lite.flush()
-        await heavy.publish("kt.lite.rotate", b"after the rotation")
-        await polling.eventually(lambda: got == [b"after the rotation"], what="the message", seconds=5)
+        await from_nats_py_to_lite(heavy, lite)
     finally:
         await heavy.close()
         await lite.close()
