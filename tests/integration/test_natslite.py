@@ -293,26 +293,29 @@ async def test_a_rotated_credentials_folder_is_read_again_when_reconnecting(
     folder.mkdir()
     (folder / "token").write_text("first-token")
     credentials = natsauth.NatsAuthFolder(folder, setting="KT_MINER_NATS_AUTH_DIR")
-    server = NatsServer(tmp_path / "nats", tools=tools).start(extra_args=["--auth", "first-token"])
-    heavy = await bus.connect(server.url, name="test-rotate-nats-py", credentials=credentials)
-    lite = await bus.connect_lite(server.url, name="test-rotate-lite", credentials=credentials)
+    first = NatsServer(tmp_path / "nats", tools=tools).start(extra_args=["--auth", "first-token"])
+    second = NatsServer(tmp_path / "nats", tools=tools)
     try:
-        port = server.port
-        server.stop()
-        await polling.eventually(
-            lambda: not (lite.is_connected or heavy.is_connected), what="both clients to see it go", seconds=5
-        )
-        (folder / "token").write_text("second-token")
-        server = NatsServer(tmp_path / "nats", tools=tools)
-        server.start(port=port, extra_args=["--auth", "second-token"])
-        await polling.eventually(
-            lambda: lite.is_connected and heavy.is_connected, what="both clients to reconnect", seconds=20
-        )
-        await from_nats_py_to_lite(heavy, lite)
+        heavy = await bus.connect(first.url, name="test-rotate-nats-py", credentials=credentials)
+        lite = await bus.connect_lite(first.url, name="test-rotate-lite", credentials=credentials)
+        try:
+            first.stop()
+            await polling.eventually(
+                lambda: not (lite.is_connected or heavy.is_connected), what="both to see it go", seconds=5
+            )
+            (folder / "token").write_text("second-token")
+            second.start(port=first.port, extra_args=["--auth", "second-token"])
+            await polling.eventually(
+                lambda: lite.is_connected and heavy.is_connected, what="both to reconnect", seconds=20
+            )
+            await from_nats_py_to_lite(heavy, lite)
+        finally:
+            await lite.close()
+            await heavy.close()
     finally:
-        await heavy.close()
-        await lite.close()
-        server.stop()
+        # Whatever the clients did on the way out, no server outlives the test.
+        first.stop()
+        second.stop()
 
 
 @contextlib.asynccontextmanager
