@@ -97,7 +97,7 @@ async def connect_lite(
         connect_timeout_s=connect_timeout,
         reconnect_wait_s=1.0,
         write_batch_bytes=write_batch_bytes,
-        credentials=_as_tuples(credentials),
+        credentials=None if credentials is None else _provider(credentials),
     )
 
 
@@ -123,18 +123,6 @@ async def connect_tasks(
     except natslite.NatsUnsupportedError as error:
         _log.info("%s: %s; using nats.py for tasks instead", name, error)
         return await connect(url, name=name, connect_timeout=connect_timeout, credentials=credentials)
-
-
-def _as_tuples(credentials: Credentials | None) -> natslite.Credentials | None:
-    if credentials is None:
-        return None
-    current = _provider(credentials)
-
-    def ask() -> tuple[str, str, str]:
-        now = current()
-        return now.user, now.password, now.token
-
-    return ask
 
 
 async def subscribe(

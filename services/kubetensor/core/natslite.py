@@ -49,6 +49,8 @@ from typing import Any, Protocol, cast
 
 import nats.errors
 
+from kubetensor.core.natsauth import NatsCredentials
+
 _log = logging.getLogger(__name__)
 
 CRLF = b"\r\n"
@@ -341,8 +343,8 @@ class _Connection(asyncio.Protocol):
         self._client._connection_lost(self, exc)
 
 
-Credentials = Callable[[], tuple[str, str, str]]
-"""Gives the (user, password, token) to connect with; one of user and token is empty."""
+Credentials = Callable[[], NatsCredentials]
+"""Gives the credentials to connect with (``kubetensor.core.natsauth``), asked at every connect."""
 
 
 class LiteClient:
@@ -415,8 +417,8 @@ class LiteClient:
         OSError or TimeoutError when it fails (the connection is closed again then)."""
         if self._credentials is not None and not (server.user or server.token):
             # Asked at every (re)connect: a rotated Secret's new files are used once the server wants them.
-            user, password, token = self._credentials()
-            server = dataclasses.replace(server, user=user, password=password, token=token)
+            now = self._credentials()
+            server = dataclasses.replace(server, user=now.user, password=now.password, token=now.token)
         self._handshake = self._loop.create_future()
         transport: asyncio.Transport | None = None
         try:
@@ -785,8 +787,8 @@ async def connect(
     """A ``LiteClient`` connected to the first server of ``url`` (comma-separated ``nats://`` URLs) that
     answers (``write_batch_bytes``: see the module doc; 0 writes once per loop turn only);
     NatsDisconnectedError when none does, NatsUnsupportedError/NatsServerError when a server needs what
-    this client does not do or refuses it. ``credentials()`` gives the (user, password, token) of every
-    server whose URL has none of its own, asked again at each connect and reconnect."""
+    this client does not do or refuses it. ``credentials()`` gives the credentials of every server whose
+    URL has none of its own, asked again at each connect and reconnect."""
     servers = [Server.parse(part) for part in url.split(",") if part.strip()]
     client = LiteClient(
         servers,
