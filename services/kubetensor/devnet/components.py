@@ -79,14 +79,18 @@ def _python_module(
     return Component(name=name, process=process, ready_file=ready)
 
 
-def write_key(workdir: Path, name: str, keypair: Keypair) -> Path:
-    """Write ``keypair``'s seed (hex) to ``<workdir>/keys/<name>.seed``, readable by the owner only."""
-    path = workdir / "keys" / f"{name}.seed"
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path``, readable by the owner only (so is its folder, when it makes it)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
-        file.write(keypair.seed.hex())
+        file.write(text)
     return path
+
+
+def write_key(workdir: Path, name: str, keypair: Keypair) -> Path:
+    """Write ``keypair``'s seed (hex) to ``<workdir>/keys/<name>.seed``, readable by the owner only."""
+    return write_private(workdir / "keys" / f"{name}.seed", keypair.seed.hex())
 
 
 def consensus(

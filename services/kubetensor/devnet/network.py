@@ -216,15 +216,10 @@ class Network:
     def _write_nats_auth(self) -> Path:
         """The run's token, as the miners and validators read it, and the nats-server configuration that
         requires it (both readable by this user only); returns the configuration's path."""
-        self.nats_auth_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        token_file = self.nats_auth_dir / TOKEN_KEY
-        token_file.touch(mode=0o600)
-        token_file.write_text(self.nats_credentials.token)
-        config = self.workdir / "nats-auth.conf"
-        config.touch(mode=0o600)
+        components.write_private(self.nats_auth_dir / TOKEN_KEY, self.nats_credentials.token)
         # token_urlsafe's letters, digits, - and _ need no quoting in nats-server's configuration.
-        config.write_text(f'authorization {{\n  token: "{self.nats_credentials.token}"\n}}\n')
-        return config
+        config = f'authorization {{\n  token: "{self.nats_credentials.token}"\n}}\n'
+        return components.write_private(self.workdir / "nats-auth.conf", config)
 
     async def _start_components(self, started: list[Component]) -> None:
         def kill() -> None:
