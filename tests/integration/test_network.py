@@ -30,6 +30,7 @@ from kubetensor.core.metagraphview import MetagraphView, from_response
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.devnet import components
 from kubetensor.miner.completions import CompletionsClient
+from kubetensor.miner.jobs import Status
 from kubetensor.miner.permits import PermitCache
 from kubetensor.miner.service import MinerService
 from kubetensor.miner.servicer import create_server
@@ -354,6 +355,63 @@ async def test_a_competitor_answering_for_a_miner_cannot_take_its_task(
     # The three answers were seen, and counted as replies the miner did not sign (the earlier answer is
     # the miner's, but for another task).
     assert unsigned == [Outcome.GARBAGE, Outcome.NO_RESPONDERS, Outcome.GARBAGE]
+
+
+def one_round(miner: Keypair, nonces: range) -> list[OutgoingTask]:
+    """One task to ``miner`` per nonce, as one round (one deadline)."""
+    first = outgoing(miner, nonce=nonces[0])
+    return [replace(first, task_id=f"task-{nonce}", nonce=nonce) for nonce in nonces]
+
+
+async def test_a_participant_in_the_queue_group_named_after_a_miner_takes_none_of_its_tasks(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    """Another participant of the subnet (it has the subnet's NATS credentials) joins the queue group
+    anyone can name from the miner's hotkey, ``miner.<hotkey>``, and takes what it is given without
+    answering. Each queue group on a subject gets its own copy of every message, shared out among the
+    group's members: the miner's group is named with a secret of its seed, so the participant only gets
+    copies, and the miner answers every task of the round."""
+    subject = subjects.miner_tasks(NETUID, MINERS[0].hotkey)
+    taken: list[str] = []
+    participant = await nats.connect(subnet.nats_url)
+
+    async def take(msg: nats.aio.msg.Msg) -> None:
+        taken.append(msg.reply)
+
+    try:
+        await participant.subscribe(subject, queue=f"miner.{MINERS[0].hotkey}", cb=take)
+        await participant.flush()
+        async with RunningMiner(subnet, MINERS[0], engine, max_concurrency=20, lite=True):
+            sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+            replies = await sender.send_round(
+                sender.seal(one_round(MINERS[0], range(401, 421))), timeout_s=5, trace=TraceContext.start()
+            )
+    finally:
+        await participant.close()
+    assert [reply.outcome for reply in replies] == [Outcome.OK] * 20, [r.detail for r in replies]
+    assert len(taken) == 20
+    assert engine.requests == 20
+
+
+async def test_the_replicas_of_one_miner_share_its_tasks(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    """Two replicas of one miner (the same seed, so the same queue group) each answer a share of a
+    round's tasks, and every task once."""
+    async with (
+        RunningMiner(subnet, MINERS[0], engine, max_concurrency=40, lite=True) as first,
+        RunningMiner(subnet, MINERS[0], engine, max_concurrency=40) as second,
+    ):
+        assert first.service.queue_group == second.service.queue_group
+        sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+        replies = await sender.send_round(
+            sender.seal(one_round(MINERS[0], range(431, 471))), timeout_s=5, trace=TraceContext.start()
+        )
+        answered = [replica.service.metrics.tasks.counts[Status.OK] for replica in (first, second)]
+    assert [reply.outcome for reply in replies] == [Outcome.OK] * 40, [r.detail for r in replies]
+    assert engine.requests == 40
+    assert sum(answered) == 40
+    assert min(answered) > 0, answered
 
 
 def miner_process(

@@ -59,7 +59,7 @@ def test_lint_strict_passes_with_the_edge_case_values(values: Path) -> None:
 def test_default_render_is_the_operator_its_rbac_and_a_bundled_nats() -> None:
     objects = render()
     operator = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
-    nats = ["ConfigMap", "Service", "Service", "StatefulSet"]
+    nats = ["ConfigMap", "Service", "Service", "StatefulSet", "NetworkPolicy"]
     assert sorted(o["kind"] for o in objects) == sorted(operator + nats)
     for o in objects:
         assert o["metadata"]["labels"]["app.kubernetes.io/instance"] == "kubetensor"
@@ -365,6 +365,31 @@ def test_bundled_nats_is_a_jetstream_statefulset_with_a_claim_and_two_services()
     config = one(objects, "ConfigMap", "kubetensor-nats")["data"]["nats.conf"]
     assert "jetstream" in config
     assert "store_dir: /data" in config
+
+
+def test_the_nats_network_policy_opens_the_client_port_and_keeps_the_monitoring_port_to_the_node() -> None:
+    objects = render()
+    policy = one(objects, "NetworkPolicy", "kubetensor-nats")
+    pod = one(objects, "StatefulSet", "kubetensor-nats")["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    # One rule, without "from": the client port, from anywhere; nothing names the monitoring port.
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "client", "protocol": "TCP"}]}]
+    ports = {port["name"] for port in pod["spec"]["containers"][0]["ports"]}
+    assert ports == {"client", "monitor"}
+
+
+def test_the_nats_monitoring_port_opens_to_the_peers_named_and_the_policy_can_be_left_out(
+    tmp_path: Path,
+) -> None:
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    objects = render_values(tmp_path, {"nats": {"networkPolicy": {"monitorFrom": [peer]}}})
+    ingress = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert ingress[1] == {"from": [peer], "ports": [{"port": "monitor", "protocol": "TCP"}]}
+    objects = render_values(tmp_path, {"nats": {"networkPolicy": {"enabled": False}}})
+    assert of_kind(objects, "NetworkPolicy") == []
+    with pytest.raises(HelmError, match="monitorFrom"):
+        render_values(tmp_path, {"nats": {"networkPolicy": {"monitorFrom": [{"podSelectr": {}}]}}})
 
 
 def test_nats_without_persistence_keeps_jetstream_on_an_empty_dir(tmp_path: Path) -> None:

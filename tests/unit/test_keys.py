@@ -100,3 +100,23 @@ def test_keypair_copies_and_pickles_after_signing(backend: str) -> None:
         assert clone == pair
         assert clone.sign("RoundReport", b"r") == signature
         assert clone.hotkey == pair.hotkey
+
+
+def test_a_derived_secret_is_the_seeds_alone_and_one_per_purpose(backend: str) -> None:
+    pair = Keypair(b"\x09" * 32)
+    secret = pair.derive_secret("queue")
+    assert len(secret) == 16
+    assert pair.derive_secret("queue") == secret == Keypair(b"\x09" * 32).derive_secret("queue")
+    assert pair.derive_secret("other purpose") != secret
+    assert Keypair(b"\x0a" * 32).derive_secret("queue") != secret
+    # Nothing public gives it: not the hotkey's bytes, nor an unkeyed hash of the purpose.
+    assert secret not in (pair.public_key, pair.seed)
+    assert len(pair.derive_secret("queue", size=64)) == 64
+
+
+@pytest.mark.parametrize(
+    ("purpose", "size", "message"), [("", 16, "purpose"), ("queue", 15, "size"), ("queue", 65, "size")]
+)
+def test_derive_secret_refuses_an_empty_purpose_or_a_bad_size(purpose: str, size: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Keypair(b"\x09" * 32).derive_secret(purpose, size=size)

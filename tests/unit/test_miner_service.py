@@ -91,6 +91,18 @@ def service(
     )
 
 
+def test_a_miners_queue_group_is_named_with_a_secret_of_its_seed() -> None:
+    """Its replicas (the same seed) share one group; nobody can name it from the hotkey alone."""
+    group = service().queue_group
+    assert group == service().queue_group
+    assert group == subjects.miner_queue(MINER.hotkey, MINER.derive_secret(subjects.MINER_QUEUE_PURPOSE))
+    assert group.startswith(f"miner.{MINER.hotkey}.")
+    assert group != f"miner.{MINER.hotkey}"
+    other = service(keypair=STRANGER).queue_group
+    assert other.startswith(f"miner.{STRANGER.hotkey}.")
+    assert other.rpartition(".")[2] != group.rpartition(".")[2]
+
+
 def job(
     *, signer: Keypair = VALIDATOR, nonce: int = 1, deadline_ms: int = NOW_MS + 5_000, **overrides: object
 ) -> Job:

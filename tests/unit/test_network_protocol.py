@@ -67,9 +67,15 @@ def answer(**overrides: object) -> Answer:
 
 def test_subjects_are_per_subnet_and_hotkey() -> None:
     assert subjects.miner_tasks(1, MINER.hotkey) == f"kt.1.miner.{MINER.hotkey}.task"
-    assert subjects.miner_queue(MINER.hotkey) == f"miner.{MINER.hotkey}"
+    secret = bytes(range(16))
+    assert subjects.miner_queue(MINER.hotkey, secret) == f"miner.{MINER.hotkey}.{secret.hex()}"
     assert subjects.validator_rounds(7, VALIDATOR.hotkey) == f"kt.7.validator.{VALIDATOR.hotkey}.round"
     assert subjects.all_validator_rounds(7) == "kt.7.validator.*.round"
+
+
+def test_a_miners_queue_group_needs_a_secret_of_16_bytes_or_more() -> None:
+    with pytest.raises(ValueError, match="secret: at least 16 bytes, got 8"):
+        subjects.miner_queue(MINER.hotkey, bytes(8))
 
 
 @pytest.mark.parametrize("hotkey", ["", "ab", "G" * 64, ("a" * 63) + ".", "A" * 64])

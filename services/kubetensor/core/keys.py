@@ -17,6 +17,7 @@ own signer (see ``kubetensor_native.verify_batch``); every other check here is `
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,6 +110,17 @@ class Keypair:
 
     def sign(self, domain: str, payload: bytes) -> bytes:
         return self._signing_key.sign(signing_bytes(domain, payload))
+
+    def derive_secret(self, purpose: str, *, size: int = 16) -> bytes:
+        """``size`` bytes (16 to 64) that only a holder of this keypair's seed can compute, one value per
+        ``purpose``: BLAKE2b keyed with the seed, over the purpose (a pseudorandom function of it: the
+        hotkey and the values for other purposes tell nothing of this one). No signature is involved,
+        so nothing derived here can pass for one. ValueError for an empty purpose or another size."""
+        if not purpose:
+            raise ValueError("purpose: a non-empty name of what the secret is for")
+        if not 16 <= size <= 64:
+            raise ValueError(f"size: 16 to 64 bytes, got {size}")
+        return hashlib.blake2b(_PREFIX + purpose.encode(), key=self.seed, digest_size=size).digest()
 
     def __getstate__(self) -> dict[str, object]:
         # Only the seed: the derived keys (a native object, which does not pickle) are made again.

@@ -7,8 +7,8 @@ protobufs of ``protos/kubetensor/v1/task.proto``, serialized with ``SerializeToS
 Subjects (``<netuid>`` is decimal, hotkeys are 64 lowercase hex characters)::
 
     kt.<netuid>.miner.<miner_hotkey>.task            request/reply: Task -> TaskResponse
-                                                     (miners of one hotkey share queue group
-                                                     "miner.<miner_hotkey>", so replicas split tasks)
+                                                     (replicas of one miner share queue group
+                                                     "miner.<miner_hotkey>.<secret>": miner_queue)
     kt.<netuid>.validator.<validator_hotkey>.round   publish: RoundReport after each round
 
 Headers (all optional; a receiver never trusts them for authorization, the signed body decides)::
@@ -68,10 +68,20 @@ def miner_tasks(netuid: int, hotkey: str) -> str:
     return f"{PREFIX}.{netuid}.miner.{hotkey}.task"
 
 
-def miner_queue(hotkey: str) -> str:
-    """The queue group the replicas of one miner hotkey share."""
+MINER_QUEUE_PURPOSE = "nats queue group of the miner's replicas"
+"""What a miner derives its queue group's secret for (``keys.Keypair.derive_secret``)."""
+
+
+def miner_queue(hotkey: str, secret: bytes) -> str:
+    """The queue group the replicas of one miner hotkey share: ``miner.<hotkey>.<secret, hex>``, where
+    ``secret`` (16 bytes or more) comes from the hotkey's seed (``Keypair.derive_secret`` of
+    ``MINER_QUEUE_PURPOSE``). Every client that joins a queue group takes a share of its messages, so a
+    group anyone could name would let any participant of the subnet take a miner's tasks away from it;
+    only the miner's own replicas hold the seed, so only they can name this one."""
     _check(0, hotkey)
-    return f"miner.{hotkey}"
+    if len(secret) < 16:
+        raise ValueError(f"secret: at least 16 bytes, got {len(secret)}")
+    return f"miner.{hotkey}.{secret.hex()}"
 
 
 def validator_rounds(netuid: int, hotkey: str) -> str:

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Protocol
 
-from kubetensor.core import keys, merkle, telemetry
+from kubetensor.core import keys, merkle, subjects, telemetry
 from kubetensor.core.subjects import ROUND_ENVELOPE_DOMAIN
 from kubetensor.core.tracecontext import TraceContext
 from kubetensor.miner.deadlines import GenerationDeadlines
@@ -95,6 +95,10 @@ class MinerService:
         self._hotkey = keypair.hotkey
         self._public_key = keypair.public_key
         self.netuid = netuid
+        # Its replicas' NATS queue group: named with a secret of the hotkey's seed (see subjects.miner_queue).
+        self.queue_group = subjects.miner_queue(
+            self._hotkey, keypair.derive_secret(subjects.MINER_QUEUE_PURPOSE)
+        )
         self._engine = engine
         self._permits = permits
         self.max_concurrency = max_concurrency

@@ -1,7 +1,8 @@
 """``TaskSubscriber``: the miner's NATS edge: decode a ``Task``, ask ``MinerService``, sign and reply.
 
 Composed by ``__main__`` and the tests. It subscribes to ``kt.<netuid>.miner.<hotkey>.task`` in the
-queue group of its hotkey (``kubetensor.core.subjects``) and translates only: wire ``Task`` -> ``Job``
+queue group of its hotkey's replicas (``MinerService.queue_group``, named with a secret of the seed:
+``kubetensor.core.subjects.miner_queue``) and translates only: wire ``Task`` -> ``Job``
 (the round envelope's fields with its signed bytes, the leaf's fields with the leaf bytes and proof),
 ``Answer`` -> ``TaskResponse`` signed by the miner's hotkey. Each message is handled in its own task
 (a subscription's callback must return at once: nats.py runs one subscription's callbacks one after
@@ -193,7 +194,7 @@ class TaskSubscriber:
         # system call (asyncio checks the process id) on every message.
         self._loop = asyncio.get_running_loop()
         self._subscription = await bus.subscribe(
-            self._client, self.subject, queue=subjects.miner_queue(self._service.hotkey), cb=self._on_message
+            self._client, self.subject, queue=self._service.queue_group, cb=self._on_message
         )
         await self._client.flush()
 
