@@ -114,17 +114,20 @@ class ConsensusGateway:
             return graph
 
     async def settlement_head(self, address: str, netuid: int, *, epoch: int) -> SettlementHead | None:
-        """The settlement of ``epoch`` (the newest one, from the metagraph), or None before the first."""
+        """The settlement of ``epoch`` (the newest one the metagraph knows), or None before the first.
+
+        Exactly that epoch's, never a newer one: the metagraph may be up to ``metagraph_ttl`` old while
+        the next epochs settle, and a status must not show one epoch with another's settlement."""
         if epoch <= 0:
             return None
         try:
             records = await self._client(address, netuid).settlements(start_epoch=epoch)
         except grpc.aio.AioRpcError as error:
             raise self._error(address, error) from None
-        if not records:
-            return None
-        last = records[-1].settlement
-        return SettlementHead(epoch=last.epoch, hash=last.hash)
+        for record in records:
+            if record.settlement.epoch == epoch:
+                return SettlementHead(epoch=epoch, hash=record.settlement.hash)
+        return None
 
     async def register(self, address: str, netuid: int, *, seed_hex: str, coldkey: str) -> int:
         """Register the seed's hotkey (owned by ``coldkey``); its uid, also when it already had one."""
