@@ -125,7 +125,9 @@ def test_a_missing_or_unlinked_settlement_is_caught() -> None:
     assert "receipt" in summary.verify_settlements(records).problem
 
 
-def round_report(validator: Keypair, *, miner: str, average: float) -> bytes:
+def round_report(
+    validator: Keypair, *, miner: str, average: float, started_ms: int = 0, netuid: int = 1
+) -> bytes:
     scored = ScoredTask(
         task_id="t",
         uid=2,
@@ -136,7 +138,9 @@ def round_report(validator: Keypair, *, miner: str, average: float) -> bytes:
         latency_s=0.01,
         moving_average=average,
     )
-    report = RoundSummary(netuid=1, round=1, started_unix_ms=0, duration_s=0.1, scores=(scored,))
+    report = RoundSummary(
+        netuid=netuid, round=1 + started_ms, started_unix_ms=started_ms, duration_s=0.1, scores=(scored,)
+    )
     return report_to_proto(report, keypair=validator).SerializeToString()
 
 
@@ -144,9 +148,9 @@ def test_score_board_averages_the_validators_latest_reports() -> None:
     board = ScoreBoard()
     a, b = Keypair(b"\x01" * 32), Keypair(b"\x02" * 32)
     miner = "dd" * 32
-    board.add(round_report(a, miner=miner, average=0.2))
-    board.add(round_report(a, miner=miner, average=0.8))
-    board.add(round_report(b, miner=miner, average=0.4))
+    board.add(round_report(a, miner=miner, average=0.2, started_ms=1))
+    board.add(round_report(a, miner=miner, average=0.8, started_ms=2))
+    board.add(round_report(b, miner=miner, average=0.4, started_ms=1))
     assert board.score(miner) == pytest.approx(0.6)
     assert board.score("ee" * 32) == 0.0
     assert board.reports == 3
@@ -158,3 +162,21 @@ def test_score_board_ignores_reports_that_do_not_verify() -> None:
     data[-1] ^= 1
     board.add(bytes(data))
     assert board.reports == 0
+
+
+def test_score_board_ignores_an_older_report_again_and_another_subnets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone on the subnet's NATS can publish a validator's old (signed) report again, or another
+    subnet's: neither moves the board, and each is logged."""
+    board = ScoreBoard(netuid=1)
+    validator, miner = Keypair(b"\x01" * 32), "dd" * 32
+    old = round_report(validator, miner=miner, average=0.2, started_ms=10)
+    board.add(old)
+    board.add(round_report(validator, miner=miner, average=0.9, started_ms=20))
+    board.add(old)
+    board.add(round_report(validator, miner=miner, average=0.1, started_ms=30, netuid=2))
+    assert board.score(miner) == pytest.approx(0.9)
+    assert board.reports == 2
+    assert "not after the last round taken" in caplog.text
+    assert "this board follows subnet 1" in caplog.text

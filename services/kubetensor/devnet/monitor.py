@@ -34,18 +34,43 @@ _log = logging.getLogger(__name__)
 class ScoreBoard:
     """Latest moving average per (validator, miner hotkey), from the validators' round reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, netuid: int | None = None) -> None:
+        self.netuid = netuid
+        """The subnet whose reports count (None: any; ``subscribe`` sets it)."""
         self._averages: dict[tuple[str, str], float] = {}
+        self._started: dict[str, int] = {}
         self._subscription: Subscription | None = None
         self.reports = 0
-        """Round reports received (with a valid signature)."""
+        """Round reports taken (a valid signature, this subnet's, newer than the validator's last)."""
 
     def add(self, data: bytes) -> None:
-        """Take one round report's bytes (ignored unless it decodes and its signature verifies)."""
+        """Take one round report's bytes. Ignored, with a warning, unless it decodes, its signature
+        verifies, it is this subnet's, and its round started after the last one taken from its validator
+        (anyone on the subnet's NATS can publish an old report again)."""
         summary = decode_report(data)
         if summary is None:
             _log.warning("ignoring a round report that does not verify")
             return
+        validator = summary.validator_hotkey
+        if self.netuid is not None and summary.netuid != self.netuid:
+            _log.warning(
+                "ignoring a round report of subnet %d from %s: this board follows subnet %d",
+                summary.netuid,
+                validator[:16],
+                self.netuid,
+            )
+            return
+        last = self._started.get(validator)
+        if last is not None and summary.started_unix_ms <= last:
+            _log.warning(
+                "ignoring round %d of %s: it started at %d ms, not after the last round taken (%d ms)",
+                summary.round,
+                validator[:16],
+                summary.started_unix_ms,
+                last,
+            )
+            return
+        self._started[validator] = summary.started_unix_ms
         self.reports += 1
         for scored in summary.scores:
             self._averages[(summary.validator_hotkey, scored.hotkey)] = scored.moving_average
@@ -59,6 +84,7 @@ class ScoreBoard:
         async def on_report(msg: Msg) -> None:
             self.add(msg.data)
 
+        self.netuid = netuid
         self._subscription = await client.subscribe(subjects.all_validator_rounds(netuid), cb=on_report)
 
     async def close(self) -> None:
