@@ -384,7 +384,8 @@ async def test_a_round_over_lite_clients_is_answered_signed_and_traced(nats_serv
         )
         assert [r.outcome for r in replies] == [Outcome.OK, Outcome.OK, Outcome.NO_RESPONDERS]
         assert [r.completion for r in replies[:2]] == [answer_for("47+85=")] * 2
-        assert all(r.trace is not None and r.trace.trace_id == trace.trace_id for r in replies[:2])
+        # This process does not trace: the miners answer without headers (docs/protocol.md).
+        assert [r.trace for r in replies] == [None, None, None]
         # The same task again is a replay, refused; one task on its own goes as a request.
         [again, *_] = sender.seal(addition_round(MINERS, netuid=NETUID, nonce=1))
         assert (await sender.send(again, timeout_s=5, trace=trace)).outcome is Outcome.REFUSED

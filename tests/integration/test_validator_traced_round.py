@@ -1,7 +1,8 @@
 """A validator round with tracing on: each task is its own ``send`` (a PRODUCER span) and its own
-exchange, and ``send_round``'s ``on_reply`` hears of exactly the replies their miners signed, as without
-tracing. Real nats-server, real miners (``MinerService`` + ``TaskSubscriber``, an echo engine) on the lean
-client, a raw responder that answers garbage for a third hotkey, and a fourth hotkey nobody serves.
+exchange, ``send_round``'s ``on_reply`` hears of exactly the replies their miners signed, as without
+tracing, and the miners (tracing too) answer with their spans' traceparent. Real nats-server, real
+miners (``MinerService`` + ``TaskSubscriber``, an echo engine) on the lean client, a raw responder that
+answers garbage for a third hotkey, and a fourth hotkey nobody serves.
 
 Runs in a child interpreter: tracing installs OpenTelemetry's process-wide provider, which the rest of
 the test session must not inherit. The child prints what it saw as JSON; the assertions are here.
@@ -55,6 +56,7 @@ async def main(server: NatsServer) -> dict:
             validator_nc, keypair=VALIDATOR, on_unsigned=lambda o: told.append(("unsigned", o.value))
         )
         with telemetry.span("validator.round"):
+            round_trace = telemetry.current_trace()
             replies = await sender.send_round(
                 sender.seal(addition_round(MINERS, netuid=NETUID, nonce=1)),
                 timeout_s=1,
@@ -63,7 +65,12 @@ async def main(server: NatsServer) -> dict:
             )
         for subscriber in subscribers:
             await subscriber.stop(grace=1)
-        return {"outcomes": [r.outcome.value for r in replies], "told": told}
+        return {
+            "outcomes": [r.outcome.value for r in replies],
+            "told": told,
+            "round_trace": round_trace.trace_id,
+            "reply_traces": [r.trace.trace_id if r.trace else None for r in replies],
+        }
     finally:
         await garbage_nc.close()
         await validator_nc.close()
@@ -101,6 +108,9 @@ def test_a_traced_round_tells_on_reply_only_of_signed_replies() -> None:
         ("unsigned", "garbage"),
         ("unsigned", "no_responders"),
     ]
+    # The miners trace (the same process): each signed answer carries its miner's span, in the round's
+    # trace (a miner that does not trace answers without headers: test_network.py).
+    assert seen["reply_traces"][:2] == [seen["round_trace"]] * 2
     # Tracing was on: one PRODUCER span per task, under the round.
     sends = [name for name, kind in seen["spans"] if kind == "PRODUCER"]
     assert len(sends) == 4

@@ -7,8 +7,9 @@ queue group of its hotkey's replicas (``MinerService.queue_group``, named with a
 ``Answer`` -> ``TaskResponse`` signed by the miner's hotkey. Each message is handled in its own task
 (a subscription's callback must return at once: nats.py runs one subscription's callbacks one after
 another, and ``natslite.LiteClient``, which ``__main__`` connects with, runs them in its read path), so
-slow generations never hold up the next task or a "busy" answer. The reply carries the miner's span as
-``traceparent``, continuing the validator's trace when it sent one.
+slow generations never hold up the next task or a "busy" answer. When this process traces, the reply
+carries the miner's span as ``traceparent``, continuing the validator's trace when it sent one; when it
+does not, the reply has no headers (``_wire``).
 
 The tasks held at once (being checked, generated or answered) are bounded by ``max_pending``: the
 generation slots already answer BUSY beyond ``max_concurrency``, but a task is held while it is checked
@@ -269,7 +270,9 @@ class TaskSubscriber:
         except Exception as error:
             _log.warning("could not send the busy answer to task %s: %s", answer.task_id, error)
 
-    async def _publish(self, reply: str, response: bytes, headers: dict[str, str], task_id: str) -> None:
+    async def _publish(
+        self, reply: str, response: bytes, headers: dict[str, str] | None, task_id: str
+    ) -> None:
         try:
             await self._client.publish(reply, response, headers=headers)
         except Exception as error:
@@ -310,9 +313,13 @@ class TaskSubscriber:
 
     def _wire(
         self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext
-    ) -> tuple[bytes, dict[str, str]]:
-        """The signed response to ``msg`` and its headers."""
+    ) -> tuple[bytes, dict[str, str] | None]:
+        """The signed response to ``msg`` and its headers: none when this process does not trace. Its
+        span would then be one that no tracing backend holds, so its ``traceparent`` would name nothing
+        (the validator knows what it asked, and the miners that trace still answer with their span)."""
         response = response_to_wire(answer, service=self._service)
+        if not telemetry.enabled():
+            return response, None
         headers = {
             subjects.TRACEPARENT: span.traceparent,
             subjects.MESSAGE_TYPE: subjects.TASK_RESPONSE_MESSAGE,
