@@ -194,19 +194,29 @@ def test_helm_install_upgrade_uninstall_on_a_real_control_plane(
     )
     run("upgrade", name, str(CHART), "--values", str(upgrade), *WAIT)
 
-    def upgraded_pod() -> dict[str, Any] | None:
+    def replaced(previous: str) -> dict[str, Any] | None:
         running = scheduled_running(operator_pods(kube_cluster, namespace, name), "kt-cpu-")
-        if running is None or running["metadata"]["name"] == first_pod:
+        if running is None or running["metadata"]["name"] == previous:
             return None
         return running
 
-    pod = wait_for(upgraded_pod, what="the operator pod replaced after the upgrade")
+    pod = wait_for(lambda: replaced(first_pod), what="the operator pod replaced after the upgrade")
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["KT_OPERATOR_LOG_LEVEL"] == "DEBUG"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.obs:4317"
     assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+
+    # -- upgrade as the chart's README does: one value changed, the others kept ----------------------
+    reuse = ["--reset-then-reuse-values", "--set-json", "otel.samplingRatio=0.5"]
+    run("upgrade", name, str(CHART), *reuse, *WAIT)
+    second_pod = pod["metadata"]["name"]
+    pod = wait_for(lambda: replaced(second_pod), what="the operator pod replaced after the second upgrade")
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["KT_OPERATOR_LOG_LEVEL"] == "DEBUG"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.obs:4317"
+    assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.5"
     history = json.loads(run("history", name, "-o", "json"))
-    assert [h["revision"] for h in history] == [1, 2]
+    assert [h["revision"] for h in history] == [1, 2, 3]
     assert history[-1]["status"] == "deployed"
 
     # -- uninstall: nothing of the release is left but the CRDs ---------------------------------------

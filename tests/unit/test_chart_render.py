@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -560,6 +561,35 @@ def undocumented_values(text: str) -> list[str]:
         else:
             stack.append((indent, own))
     return found
+
+
+ADDED_VALUES = [
+    ("operator", "releaseRetrySeconds"),
+    ("operator", "metricsPort"),
+    ("operator", "metricsService"),
+    ("operator", "serviceMonitor"),
+    ("nats", "auth"),
+    ("nats", "networkPolicy"),
+    ("examples", "natsAuthSecret"),
+]
+
+
+@pytest.mark.parametrize(("section", "key"), ADDED_VALUES, ids=[f"{s}.{k}" for s, k in ADDED_VALUES])
+def test_values_an_earlier_chart_lacked_are_named_when_missing(
+    tmp_path: Path, section: str, key: str
+) -> None:
+    """What ``helm upgrade --reuse-values`` from an earlier version of the chart renders with (that
+    version's values, without this one's defaults for the values added since), simulated with a copy of
+    the chart whose values.yaml lacks one: the render fails, naming the value and the flag to use."""
+    chart = tmp_path / "kubetensor"
+    shutil.copytree(CHART, chart)
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    del values[section][key]
+    (chart / "values.yaml").write_text(yaml.safe_dump(values))
+    with pytest.raises(HelmError) as refused:
+        helm("template", "kubetensor", str(chart), "--namespace", "kubetensor-system")
+    assert f"values: {section}.{key} is missing" in refused.value.stderr
+    assert "--reset-then-reuse-values" in refused.value.stderr
 
 
 def test_values_yaml_documents_every_value() -> None:

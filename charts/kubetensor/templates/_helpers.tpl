@@ -95,3 +95,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/*
+Fails, saying what to do, when a value this chart reads is missing: `helm upgrade --reuse-values` from an
+earlier version of the chart keeps that version's values and drops the defaults of the values added
+since, which would otherwise render a nil-pointer error or an empty setting. Each template that reads
+one of these values includes this first. Add a value here when a template starts reading a new one.
+*/}}
+{{- define "kubetensor.checkValues" -}}
+{{- $added := list
+  (list "operator" "releaseRetrySeconds")
+  (list "operator" "metricsPort")
+  (list "operator" "metricsService")
+  (list "operator" "serviceMonitor")
+  (list "nats" "auth")
+  (list "nats" "networkPolicy")
+  (list "examples" "natsAuthSecret") -}}
+{{- range $added -}}
+{{- $section := index $.Values (index . 0) | default dict -}}
+{{- if not (hasKey $section (index . 1)) -}}
+{{- fail (printf "values: %s.%s is missing, though this chart's values.yaml sets it. This is what `helm upgrade --reuse-values` from an earlier version of the chart does: it keeps that version's values and drops the defaults added since. Upgrade with --reset-then-reuse-values instead (Helm 3.14 or later): it keeps your settings and takes the new defaults." (index . 0) (index . 1)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
