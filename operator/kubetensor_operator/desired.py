@@ -67,11 +67,8 @@ SECRET_SEED_KEY = "hotkey-seed"
 HOTKEY_DIR = "/var/run/kubetensor/hotkey"
 NATS_AUTH_DIR = "/var/run/kubetensor/nats-auth"
 """Where a Subnet's ``spec.natsAuth`` Secret is mounted in its miners' and validators' pods (their
-``KT_*_NATS_AUTH_DIR``): files ``token``, or ``user`` and ``password``."""
-NATS_AUTH_TOKEN_KEY = "token"
-NATS_AUTH_USER_KEY = "user"
-NATS_AUTH_PASSWORD_KEY = "password"
-"""The keys of a ``spec.natsAuth`` Secret (``kubetensor.core.natsauth`` reads the files they become)."""
+``KT_*_NATS_AUTH_DIR``): files ``token``, or ``user`` and ``password`` (``kubetensor.core.natsauth``
+reads them and names the keys)."""
 MINER_STATE_DIR = "/var/lib/kubetensor/miner"
 """The miner agent's ``KT_MINER_STATE_DIR`` (its replay journal), on an emptyDir of the pod."""
 LEDGER_DIR = "/var/lib/kubetensor"

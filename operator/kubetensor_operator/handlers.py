@@ -39,6 +39,7 @@ from typing import Any
 
 import kopf
 from kubetensor.core import telemetry
+from kubetensor.core.natsauth import PASSWORD_KEY, TOKEN_KEY, USER_KEY
 
 from kubetensor_operator import conditions, consensus, desired, kube, metrics, model
 from kubetensor_operator.conditions import Problem, Reason, Registration, Workload
@@ -570,22 +571,22 @@ async def _nats_auth_problem(
     if secret is None:
         return Problem(Reason.NATS_AUTH_SECRET_INVALID, f"{where} not found in namespace {namespace!r}")
     data = secret.get("data") or {}
-    token, user = data.get(desired.NATS_AUTH_TOKEN_KEY), data.get(desired.NATS_AUTH_USER_KEY)
+    token, user = data.get(TOKEN_KEY), data.get(USER_KEY)
     if token is not None:
-        if user is not None or desired.NATS_AUTH_PASSWORD_KEY in data:
+        if user is not None or PASSWORD_KEY in data:
             return Problem(
                 Reason.NATS_AUTH_SECRET_INVALID,
-                f"{where} holds both a key {desired.NATS_AUTH_TOKEN_KEY!r} and keys "
-                f"{desired.NATS_AUTH_USER_KEY!r}/{desired.NATS_AUTH_PASSWORD_KEY!r}; keep one kind",
+                f"{where} holds both a key {TOKEN_KEY!r} and keys "
+                f"{USER_KEY!r}/{PASSWORD_KEY!r}; keep one kind",
             )
         if token:
             return None
-    elif user and desired.NATS_AUTH_PASSWORD_KEY in data:
+    elif user and PASSWORD_KEY in data:
         return None
     return Problem(
         Reason.NATS_AUTH_SECRET_INVALID,
-        f"{where} needs a non-empty key {desired.NATS_AUTH_TOKEN_KEY!r}, or a non-empty key "
-        f"{desired.NATS_AUTH_USER_KEY!r} and a key {desired.NATS_AUTH_PASSWORD_KEY!r}",
+        f"{where} needs a non-empty key {TOKEN_KEY!r}, or a non-empty key "
+        f"{USER_KEY!r} and a key {PASSWORD_KEY!r}",
     )
 
 
