@@ -207,12 +207,29 @@ async def test_miner_answers_a_permitted_validator_and_continues_its_trace(
         reply = await sender.send(sealed(sender, outgoing(MINERS[0], nonce=1)), timeout_s=5, trace=trace)
     assert reply.outcome is Outcome.OK, reply.detail
     assert reply.completion == "231"
-    # The engine saw the miner's span in the validator's trace. This process does not trace, so the
-    # reply carries no headers (no traceparent naming a span nobody records).
-    [seen] = engine.traceparents
-    seen_context = TraceContext.parse(seen)
-    assert seen_context is not None
-    assert seen_context.trace_id == trace.trace_id
+    # This process does not trace: the engine continues the validator's span itself (a span of the
+    # miner's would be one nobody records), and the reply carries no headers.
+    assert engine.traceparents == [trace.traceparent]
+    assert reply.trace is None
+
+
+async def test_a_task_sent_without_a_trace_reaches_the_engine_without_one(
+    subnet: Subnet, engine: FakeEngine, client_nc: nats.aio.client.Client
+) -> None:
+    # An untraced validator starts no trace: no headers on the task, none made up by the miner.
+    async with RunningMiner(subnet, MINERS[0], engine):
+        sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+        seen: list[nats.aio.msg.Msg] = []
+
+        async def copy(msg: nats.aio.msg.Msg) -> None:
+            seen.append(msg)
+
+        await client_nc.subscribe(subjects.miner_tasks(NETUID, MINERS[0].hotkey), cb=copy)
+        await client_nc.flush()
+        reply = await sender.send(sealed(sender, outgoing(MINERS[0], nonce=1)), timeout_s=5, trace=None)
+    assert reply.outcome is Outcome.OK, reply.detail
+    assert [msg.headers for msg in seen] == [None]
+    assert engine.traceparents == []
     assert reply.trace is None
 
 
@@ -232,8 +249,9 @@ async def test_send_round_answers_every_task_and_continues_the_round_trace(
     assert [reply.outcome for reply in replies] == [Outcome.OK, Outcome.OK, Outcome.NO_RESPONDERS]
     assert [reply.completion for reply in replies[:2]] == ["231", "231"]
     assert all(0 < reply.latency_s < 5 for reply in replies)
-    # Each miner continued the round's trace, under a span of its own task.
+    # Each miner's engine continued the round's trace, from the span of its own task.
     assert {TraceContext.parse(seen).trace_id for seen in engine.traceparents} == {trace.trace_id}  # type: ignore[union-attr]
+    assert len(set(engine.traceparents)) == 2
     assert [reply.trace for reply in replies] == [None, None, None]
 
 

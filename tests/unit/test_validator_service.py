@@ -85,12 +85,13 @@ class Sender:
         self.sealed: list[list[OutgoingTask]] = []
         self.reports: list[RoundSummary] = []
         self.waves: list[int] = []
+        self.traces: list[TraceContext | None] = []
 
     def seal(self, tasks: Sequence[OutgoingTask]) -> list[SealedTask]:
         self.sealed.append(list(tasks))
         return [SealedTask(task, b"") for task in tasks]
 
-    async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+    async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext | None) -> Reply:
         task = sealed.task
         self.sent.append(task)
         what = self.behaviour.get(task.miner_hotkey, Outcome.NO_RESPONDERS)
@@ -104,12 +105,13 @@ class Sender:
         sealed: Sequence[SealedTask],
         *,
         timeout_s: float,
-        trace: TraceContext,
+        trace: TraceContext | None,
         wave: int,
         sent: Callable[[], None] | None = None,
         on_reply: Callable[[int, Reply], None] | None = None,
     ) -> list[Reply]:
         self.waves.append(wave)
+        self.traces.append(trace)
         queries = [
             asyncio.ensure_future(self.send(task, timeout_s=timeout_s, trace=trace)) for task in sealed
         ]
@@ -203,6 +205,8 @@ async def test_the_round_goes_to_the_sender_at_once_with_its_send_wave(
     assert summary is not None
     # One send_round per round, with every sampled miner's task; the sender paces the waves.
     assert sender.waves == [send_wave]
+    # Tracing is off: the round starts no trace, so its tasks carry none (docs/protocol.md).
+    assert sender.traces == [None]
     assert sorted(task.miner_hotkey for task in sender.sent) == sorted(MINERS)
     assert all(s.outcome is Outcome.OK for s in summary.scores)
 
@@ -267,7 +271,7 @@ async def test_a_round_judges_each_distinct_answer_once_and_never_remembers_a_fa
     tmp_path: Path,
 ) -> None:
     class Answers(Sender):
-        async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext) -> Reply:
+        async def send(self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext | None) -> Reply:
             answer = {MINERS[2]: "zz", MINERS[3]: "boom", MINERS[4]: "boom"}.get(
                 sealed.task.miner_hotkey, problem_of(sealed.task.prompt).answer
             )

@@ -25,7 +25,7 @@ class RecordingClient:
     "flush" (scheduled at the first publish, run at the event loop's next turn) ran."""
 
     def __init__(self, *, fail_for: str = "") -> None:
-        self.published: list[tuple[str, str, dict[str, str]]] = []
+        self.published: list[tuple[str, str, dict[str, str] | None]] = []
         self.published_at_first_flush: int | None = None
         self.fail_for = fail_for
 
@@ -38,7 +38,9 @@ class RecordingClient:
         self.subscribed = subject
         return object()
 
-    async def publish(self, subject: str, payload: bytes, *, reply: str, headers: dict[str, str]) -> None:
+    async def publish(
+        self, subject: str, payload: bytes, *, reply: str, headers: dict[str, str] | None
+    ) -> None:
         if self.fail_for and self.fail_for in subject:
             raise ConnectionError("nats: connection closed")
         if not self.published:
@@ -93,12 +95,31 @@ async def test_send_round_publishes_in_waves_and_times_out_unanswered_tasks(
     assert all(
         inbox.startswith("_INBOX.test.") and len(inbox) == len("_INBOX.test.") + 16 for inbox in inboxes
     )
-    spans = [TraceContext.parse(headers[subjects.TRACEPARENT]) for _, _, headers in nc.published]
+    spans = [TraceContext.parse((headers or {})[subjects.TRACEPARENT]) for _, _, headers in nc.published]
     assert all(span is not None and span.trace_id == trace.trace_id for span in spans)
     assert len({span.span_id for span in spans if span is not None}) == len(MINERS)
     assert [reply.outcome for reply in replies] == [Outcome.TIMEOUT] * len(MINERS)
     # Nothing is left waiting once the round is over.
     assert client._waiting == {}
+
+
+async def test_tasks_sent_without_a_trace_carry_no_headers() -> None:
+    # An untraced validator gives no trace (ValidatorService): a traceparent would name a span that no
+    # tracing backend holds, so its tasks go out without headers (docs/protocol.md).
+    nc = RecordingClient()
+    client = MinerTaskClient(nc, keypair=VALIDATOR)  # type: ignore[arg-type]
+    sealed = round_of(client)
+    await client.send_round(sealed, timeout_s=0.01, trace=None, wave=16)
+    await client.send(sealed[0], timeout_s=0.01, trace=None)
+    assert len(nc.published) == len(MINERS) + 1
+    assert [headers for _, _, headers in nc.published] == [None] * (len(MINERS) + 1)
+    # Given a trace, a single task carries it as it is.
+    trace = TraceContext.start()
+    await client.send(sealed[0], timeout_s=0.01, trace=trace)
+    assert nc.published[-1][2] == {
+        subjects.TRACEPARENT: trace.traceparent,
+        subjects.MESSAGE_TYPE: subjects.TASK_MESSAGE,
+    }
 
 
 async def test_send_round_fails_only_the_task_that_could_not_be_sent() -> None:

@@ -9,7 +9,9 @@ queue group of its hotkey's replicas (``MinerService.queue_group``, named with a
 another, and ``natslite.LiteClient``, which ``__main__`` connects with, runs them in its read path), so
 slow generations never hold up the next task or a "busy" answer. When this process traces, the reply
 carries the miner's span as ``traceparent``, continuing the validator's trace when it sent one; when it
-does not, the reply has no headers (``_wire``).
+does not, the reply has no headers (``_wire``) and the engine is given the validator's ``traceparent``
+as it came (a span of this miner's would be one that no tracing backend holds, and vLLM's spans would
+hang from it instead of from the validator's).
 
 The tasks held at once (being checked, generated or answered) are bounded by ``max_pending``: the
 generation slots already answer BUSY beyond ``max_concurrency``, but a task is held while it is checked
@@ -140,12 +142,7 @@ def response_to_wire(answer: Answer, *, service: MinerService) -> bytes:
     return payload + _signature_prefix(service.public_key) + signature
 
 
-def _own_span(received: TraceContext | None) -> TraceContext:
-    """The miner's span for a task without tracing: a child of the validator's, else a new trace."""
-    return received.child() if received is not None else TraceContext.start()
-
-
-def _job(msg: Msg | natslite.Message, span: TraceContext) -> Job | Answer:
+def _job(msg: Msg | natslite.Message, span: TraceContext | None) -> Job | Answer:
     """The job ``msg`` carries, or the REFUSED answer when it is not a task."""
     try:
         return job_from_proto(task_pb2.Task.FromString(msg.data), trace=span)
@@ -243,8 +240,8 @@ class TaskSubscriber:
                 self.max_pending,
             )
         self._shed_count += 1
-        span = _own_span(TraceContext.from_headers(msg.headers))
-        job = _job(msg, span)
+        # Not traced: no span of its own, so the answer has no headers (``_wire``).
+        job = _job(msg, None)
         answer = (
             job
             if isinstance(job, Answer)
@@ -256,7 +253,7 @@ class TaskSubscriber:
             )
         )
         self._service.metrics.count(answer.status)
-        response, headers = self._wire(msg, answer, span)
+        response, headers = self._wire(msg, answer, None)
         if not isinstance(self._client, natslite.LiteClient):
             # nats.py publishes from a coroutine: a short task, held until it is done (the loop keeps
             # only a weak reference to a task).
@@ -284,8 +281,8 @@ class TaskSubscriber:
             if telemetry.enabled():
                 await self._handle_traced(msg, received)
                 return
-            span = _own_span(received)
-            await self._reply(msg, await self._answer(msg, span), span)
+            # Untraced: the engine continues the validator's span itself (see the module doc).
+            await self._reply(msg, await self._answer(msg, received), None)
         finally:
             self._replying.discard(msg.reply)
             self._handlers.discard(asyncio.current_task(self._loop))
@@ -305,20 +302,21 @@ class TaskSubscriber:
                 consumer.set_attribute(telemetry.TASK_ID, answer.task_id)
             await self._reply(msg, answer, span)
 
-    async def _answer(self, msg: Msg | natslite.Message, span: TraceContext) -> Answer:
+    async def _answer(self, msg: Msg | natslite.Message, span: TraceContext | None) -> Answer:
         job = _job(msg, span)
         if isinstance(job, Answer):
             return job
         return await self._service.answer(job)
 
     def _wire(
-        self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext
+        self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext | None
     ) -> tuple[bytes, dict[str, str] | None]:
-        """The signed response to ``msg`` and its headers: none when this process does not trace. Its
-        span would then be one that no tracing backend holds, so its ``traceparent`` would name nothing
-        (the validator knows what it asked, and the miners that trace still answer with their span)."""
+        """The signed response to ``msg`` and its headers (``span``'s ``traceparent``): none when
+        ``span`` is None, as when this process does not trace. Its span would then be one that no tracing
+        backend holds, so its ``traceparent`` would name nothing (the validator knows what it asked, and
+        the miners that trace still answer with their span)."""
         response = response_to_wire(answer, service=self._service)
-        if not telemetry.enabled():
+        if span is None:
             return response, None
         headers = {
             subjects.TRACEPARENT: span.traceparent,
@@ -328,6 +326,6 @@ class TaskSubscriber:
             headers[subjects.TRACESTATE] = msg.headers[subjects.TRACESTATE]
         return response, headers
 
-    async def _reply(self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext) -> None:
+    async def _reply(self, msg: Msg | natslite.Message, answer: Answer, span: TraceContext | None) -> None:
         response, headers = self._wire(msg, answer, span)
         await self._publish(msg.reply, response, headers, answer.task_id)

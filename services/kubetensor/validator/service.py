@@ -77,7 +77,7 @@ class TaskSender(Protocol):
         sealed: Sequence[SealedTask],
         *,
         timeout_s: float,
-        trace: TraceContext,
+        trace: TraceContext | None,
         wave: int,
         sent: Callable[[], None] | None = None,
         on_reply: Callable[[int, Reply], None] | None = None,
@@ -258,7 +258,9 @@ class ValidatorService:
         """Run one round (see the module doc); None when this validator cannot query yet.
 
         Traced as one ``validator.round`` span: the task requests, the scores and the weight submission
-        are its children (the round's trace id is the one the miners and vLLM continue).
+        are its children (the round's trace id is the one the miners and vLLM continue). Untraced, the
+        round starts no trace: its tasks carry no ``traceparent`` (one would name a span that no tracing
+        backend holds; docs/protocol.md).
         """
         attributes: telemetry.Attributes = {telemetry.NETUID: self.netuid, telemetry.HOTKEY: self.hotkey}
         with telemetry.span("validator.round", attributes=attributes) as span:
@@ -287,7 +289,7 @@ class ValidatorService:
         started_ms = time.time_ns() // 1_000_000
         started = time.perf_counter()
         challenge = self._kind.challenge(self._rng)
-        trace = telemetry.current_trace() or TraceContext.start()
+        trace = telemetry.current_trace()
         tasks = self._tasks(sample, challenge)
         scores = _RoundScores(
             kind=self._kind,
@@ -386,7 +388,7 @@ class ValidatorService:
         ]
 
     async def _fan_out(
-        self, tasks: list[OutgoingTask], *, trace: TraceContext, on_reply: Callable[[int, Reply], None]
+        self, tasks: list[OutgoingTask], *, trace: TraceContext | None, on_reply: Callable[[int, Reply], None]
     ) -> list[Reply]:
         """Seal one round of ``tasks``, then query their miners, ``send_wave`` at a time (see the module
         doc); ``on_reply`` hears of each reply as it is settled."""

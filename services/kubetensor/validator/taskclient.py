@@ -6,8 +6,9 @@ once per round with every sampled miner's ``OutgoingTask``, then ``send_round`` 
 fields and the Merkle root (``kubetensor.core.merkle``) over every miner's serialized ``TaskLeaf``
 (task id, miner hotkey, nonce) go into one ``RoundEnvelope``, signed once by the validator's hotkey;
 each miner's wire ``Task`` is that envelope, the signature, its leaf and its proof. ``send_round`` (and
-``send``, one task): request/reply to ``kt.<netuid>.miner.<hotkey>.task`` with a ``traceparent`` header
-and a timeout; each reply ->
+``send``, one task): request/reply to ``kt.<netuid>.miner.<hotkey>.task`` with a timeout, and a
+``traceparent`` header when the caller gives a trace (an untraced validator gives none, and its tasks
+carry no headers: see docs/protocol.md); each reply ->
 ``Reply`` (``decode_reply``: a TaskResponse for this task, signed by that miner's hotkey, or the outcome
 that says what was wrong; ``send_round`` splits it into ``precheck_reply`` on arrival and one group
 signature check per burst of replies). Subjects and headers: ``kubetensor.core.subjects``.
@@ -316,7 +317,7 @@ class MinerTaskClient:
         sealed: Sequence[SealedTask],
         *,
         timeout_s: float,
-        trace: TraceContext,
+        trace: TraceContext | None,
         wave: int = 32,  # ValidatorService.SEND_WAVE: see there why
         sent: Callable[[], None] | None = None,
         on_reply: ReplyHook | None = None,
@@ -329,7 +330,9 @@ class MinerTaskClient:
         reply at the deadline gets what was noted for it (see the module doc) or TIMEOUT in the list,
         without a call.
 
-        With tracing on, each task is a ``send`` (its own PRODUCER span). Otherwise the round is one
+        ``trace`` is the round's span: each task's ``traceparent`` names a child of it. With ``trace`` None
+        and tracing off, the tasks carry no headers. With tracing on, each task is a ``send`` (its own
+        PRODUCER span, a child of ``trace``, else of a new trace). Otherwise the round is one
         request/reply exchange of this client's own (``_exchange``): every task's reply subject is this
         client's inbox plus an unguessable per-task token, one subscription receives the replies, and one
         timer bounds the round, instead of a future and a timer per task. A reply's latency and cheap
@@ -340,14 +343,14 @@ class MinerTaskClient:
             raise ValueError(f"wave: expected at least 1, got {wave}")
         if not sealed:
             return []
-        traces = trace.children(len(sealed))
         if telemetry.enabled():
+            traces = (trace or TraceContext.start()).children(len(sealed))
             return await self._send_each(
                 sealed, timeout_s=timeout_s, traces=traces, wave=wave, sent=sent, on_reply=on_reply
             )
         return await self._exchange(
             sealed,
-            [span.traceparent for span in traces],
+            None if trace is None else [span.traceparent for span in trace.children(len(sealed))],
             timeout_s=timeout_s,
             wave=wave,
             sent=sent,
@@ -357,15 +360,15 @@ class MinerTaskClient:
     async def _exchange(
         self,
         sealed: Sequence[SealedTask],
-        traceparents: Sequence[str],
+        traceparents: Sequence[str] | None,
         *,
         timeout_s: float,
         wave: int,
         sent: Callable[[], None] | None,
         on_reply: ReplyHook | None,
     ) -> list[Reply]:
-        """Send ``sealed`` (each with its ``traceparent``) with this client's own reply subjects and wait
-        for their signed replies (see ``send_round``)."""
+        """Send ``sealed`` (each with its ``traceparent``, or with no headers when ``traceparents`` is
+        None) with this client's own reply subjects and wait for their signed replies (see ``send_round``)."""
         prefix = await self._reply_inbox()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -375,17 +378,17 @@ class MinerTaskClient:
         for index, inbox in enumerate(inboxes):
             self._waiting[inbox] = (pending, index)
         try:
-            for index, (task, inbox, traceparent) in enumerate(
-                zip(sealed, inboxes, traceparents, strict=True)
-            ):
+            for index, (task, inbox) in enumerate(zip(sealed, inboxes, strict=True)):
                 pending.sent_at[index] = time.perf_counter()
                 try:
                     await self._client.publish(
                         self._miner_tasks(task.task.netuid, task.task.miner_hotkey),
                         task.wire,
                         reply=inbox,
-                        headers={
-                            subjects.TRACEPARENT: traceparent,
+                        headers=None
+                        if traceparents is None
+                        else {
+                            subjects.TRACEPARENT: traceparents[index],
                             subjects.MESSAGE_TYPE: subjects.TASK_MESSAGE,
                         },
                     )
@@ -576,17 +579,27 @@ class MinerTaskClient:
         )
 
     async def send(
-        self, sealed: SealedTask, *, timeout_s: float, trace: TraceContext, on_reply: ReplyHook | None = None
+        self,
+        sealed: SealedTask,
+        *,
+        timeout_s: float,
+        trace: TraceContext | None,
+        on_reply: ReplyHook | None = None,
     ) -> Reply:
         """Send ``sealed`` and wait up to ``timeout_s`` for the miner's checked reply (``on_reply(0,
         reply)`` as soon as a reply the miner signed settles it, as in ``send_round``).
 
         Traced (when tracing is on) as a PRODUCER span whose context the ``traceparent`` header carries.
+        With tracing off, the header carries ``trace`` as it is; with ``trace`` None too, the task carries
+        no headers.
         """
         task = sealed.task
         if not telemetry.enabled():
             return await self._send(
-                sealed, timeout_s=timeout_s, traceparent=trace.traceparent, on_reply=on_reply
+                sealed,
+                timeout_s=timeout_s,
+                traceparent=None if trace is None else trace.traceparent,
+                on_reply=on_reply,
             )
         attributes: telemetry.Attributes = {
             "messaging.system": "nats",
@@ -602,7 +615,7 @@ class MinerTaskClient:
         with telemetry.span(
             f"send {subjects.MINER_TASKS_TEMPLATE}", kind=SpanKind.PRODUCER, attributes=attributes
         ) as span:
-            own = telemetry.current_trace() or trace
+            own = telemetry.current_trace() or trace or TraceContext.start()
             reply = await self._send(
                 sealed, timeout_s=timeout_s, traceparent=own.traceparent, on_reply=on_reply
             )
@@ -611,10 +624,15 @@ class MinerTaskClient:
             return reply
 
     async def _send(
-        self, sealed: SealedTask, *, timeout_s: float, traceparent: str, on_reply: ReplyHook | None
+        self, sealed: SealedTask, *, timeout_s: float, traceparent: str | None, on_reply: ReplyHook | None
     ) -> Reply:
         [reply] = await self._exchange(
-            [sealed], [traceparent], timeout_s=timeout_s, wave=1, sent=None, on_reply=on_reply
+            [sealed],
+            None if traceparent is None else [traceparent],
+            timeout_s=timeout_s,
+            wave=1,
+            sent=None,
+            on_reply=on_reply,
         )
         return reply
 
