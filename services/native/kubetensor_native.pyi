@@ -1,4 +1,6 @@
-"""ed25519 signing and (batch) verification on ed25519-dalek, with libsodium's (PyNaCl's) verdicts.
+"""ed25519 signing and (batch) verification on ed25519-dalek, with libsodium's (PyNaCl's) verdicts, and
+the round's sha256 Merkle tree (``merkle_tree``, ``merkle_verify``: ``kubetensor.core.merkle``'s
+``python_tree`` and ``python_verify``, which specify them).
 
 Built from ``services/native`` (Rust, pyo3) by ``make venv`` and the Dockerfile; ``kubetensor.core.keys``
 uses it and falls back to PyNaCl when it is not installed.
@@ -36,3 +38,10 @@ def verify_batch(
     Bad items are False without failing the others; ValueError when the lengths of the lists differ.
     The GIL is released while it runs.
     """
+
+def merkle_tree(items: Sequence[bytes]) -> tuple[bytes, list[tuple[bytes, ...]]]:
+    """The root over ``items`` and every item's proof, in order; ValueError for no items."""
+
+def merkle_verify(root: bytes, item: bytes, proof: Sequence[bytes]) -> bool:
+    """Whether ``proof`` leads from ``item``'s leaf hash to ``root`` (False for a proof longer than 32
+    or a sibling that is not 32 bytes)."""

@@ -1,4 +1,8 @@
-"""``kubetensor.core.merkle``: roots and proofs of every tree shape, and what a proof must not prove."""
+"""``kubetensor.core.merkle``: roots and proofs of every tree shape, and what a proof must not prove.
+
+Every case runs on both implementations: ``kubetensor_native``'s (what a process with it uses) and the
+Python one (the specification, and the fallback); tests/unit/test_native_merkle.py compares the two on
+random trees and on random damage to their proofs."""
 
 from __future__ import annotations
 
@@ -6,6 +10,15 @@ import hashlib
 
 import pytest
 from kubetensor.core import merkle
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "python":
+        monkeypatch.setattr(merkle, "_native", None)
+    elif merkle._native is None:
+        pytest.skip("kubetensor_native is not installed (make venv builds it)")
+    return str(request.param)
 
 
 def items(count: int) -> list[bytes]:
@@ -58,3 +71,9 @@ def test_malformed_or_overlong_proofs_are_refused() -> None:
     root, proofs = merkle.tree(items(4))
     assert not merkle.verify(root, items(4)[0], [proofs[0][0][:31], proofs[0][1]])
     assert not merkle.verify(root, items(4)[0], list(proofs[0]) + [bytes(32)] * merkle.MAX_PROOF)
+
+
+def test_a_proof_must_be_a_sequence_of_bytes() -> None:
+    root, _ = merkle.tree(items(2))
+    with pytest.raises(TypeError):
+        merkle.verify(root, items(2)[0], [123])  # type: ignore[list-item]

@@ -15,17 +15,33 @@ core.
 Each level pairs neighbours left to right; an odd last node moves up unchanged (never paired with
 itself) and contributes no proof element at that level. One item: the root is its leaf hash. There is
 no tree over no items.
+
+**Implementations.** ``tree`` and ``verify`` run in ``kubetensor_native`` (Rust, the sha2 crate) when it
+is installed, as ``kubetensor.core.keys`` does for ed25519: every miner checks a proof per task and the
+validator builds a tree per round. The Python functions here (``python_tree``, ``python_verify``) are the
+specification and the fallback; tests/unit/test_merkle.py runs every case on both and compares them on
+random trees.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Final
+
+try:
+    import kubetensor_native as _native
+except ModuleNotFoundError as missing:  # kubetensor.core.keys says so once
+    if missing.name != "kubetensor_native":
+        raise
+    _native = None  # type: ignore[assignment]
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
 MAX_PROOF = 32
 """The longest proof accepted: a tree of up to 2**32 leaves."""
+BACKEND: Final = "python" if _native is None else "native"
+"""Which implementation ``tree`` and ``verify`` use in this process: ``"native"`` or ``"python"``."""
 
 
 def leaf_hash(item: bytes) -> bytes:
@@ -53,6 +69,13 @@ def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
 
 def tree(items: Sequence[bytes]) -> tuple[bytes, list[tuple[bytes, ...]]]:
     """The root over ``items`` and every item's proof, in order (ValueError for no items)."""
+    if _native is not None:
+        return _native.merkle_tree(items)
+    return python_tree(items)
+
+
+def python_tree(items: Sequence[bytes]) -> tuple[bytes, list[tuple[bytes, ...]]]:
+    """``tree`` in Python (the specification; the fallback without ``kubetensor_native``)."""
     levels = _levels([leaf_hash(item) for item in items])
     proofs: list[tuple[bytes, ...]] = []
     for index in range(len(items)):
@@ -74,6 +97,13 @@ def root(items: Sequence[bytes]) -> bytes:
 
 def verify(root_hash: bytes, item: bytes, proof: Sequence[bytes]) -> bool:
     """Whether ``proof`` leads from ``item``'s leaf hash to ``root_hash``."""
+    if _native is not None:
+        return _native.merkle_verify(root_hash, item, proof)
+    return python_verify(root_hash, item, proof)
+
+
+def python_verify(root_hash: bytes, item: bytes, proof: Sequence[bytes]) -> bool:
+    """``verify`` in Python (the specification; the fallback without ``kubetensor_native``)."""
     if len(proof) > MAX_PROOF:
         return False
     node = leaf_hash(item)

@@ -1,6 +1,8 @@
 //! The `kubetensor_native` Python module: ed25519 (RFC 8032) signing, verification and batch
 //! verification on ed25519-dalek, for the network's hot paths (`kubetensor.core.keys` calls it; PyNaCl
-//! is the fallback when the module is not installed).
+//! is the fallback when the module is not installed), and the round's sha256 Merkle tree
+//! (`kubetensor.core.merkle` calls `merkle_tree` and `merkle_verify`; its Python code is the fallback
+//! and the specification: see its module doc).
 //!
 //! Verdicts are libsodium's (PyNaCl's `crypto_sign_verify_detached`), byte for byte in the checks:
 //! a public key must be 32 bytes, a canonical encoding (y < p) and not of small order; a signature must
@@ -15,7 +17,8 @@ use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
+use sha2::{Digest, Sha256};
 
 const SEED_BYTES: usize = 32;
 
@@ -252,6 +255,88 @@ fn verify_batch(
     Ok(py.detach(|| verify_all(&public_keys, &messages, &signatures)))
 }
 
+/// The longest Merkle proof accepted (`kubetensor.core.merkle.MAX_PROOF`): a tree of up to 2**32 leaves.
+const MAX_PROOF: usize = 32;
+
+/// sha256(0x00 || item).
+fn leaf_hash(item: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update([0u8]);
+    hash.update(item);
+    hash.finalize().into()
+}
+
+/// sha256(0x01 || min(a, b) || max(a, b)), bytes compared as Python compares them.
+fn node_hash(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    let mut hash = Sha256::new();
+    hash.update([1u8]);
+    hash.update(low);
+    hash.update(high);
+    hash.finalize().into()
+}
+
+/// Every level of the tree over `leaves`, bottom up: an odd last node moves up unchanged.
+fn levels(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
+    let mut levels = vec![leaves];
+    while levels[levels.len() - 1].len() > 1 {
+        let below = &levels[levels.len() - 1];
+        let mut above: Vec<[u8; 32]> = below
+            .chunks_exact(2)
+            .map(|pair| node_hash(&pair[0], &pair[1]))
+            .collect();
+        if below.len() % 2 == 1 {
+            above.push(below[below.len() - 1]);
+        }
+        levels.push(above);
+    }
+    levels
+}
+
+/// `kubetensor.core.merkle.tree`: the root over `items` and every item's proof (a tuple of sibling
+/// hashes, bottom up), in order. ValueError for no items.
+#[pyfunction]
+fn merkle_tree<'py>(
+    py: Python<'py>,
+    items: Vec<PyBackedBytes>,
+) -> PyResult<(Bound<'py, PyBytes>, Vec<Bound<'py, PyTuple>>)> {
+    if items.is_empty() {
+        return Err(PyValueError::new_err("a Merkle tree needs at least one leaf"));
+    }
+    let levels = py.detach(|| levels(items.iter().map(|item| leaf_hash(item)).collect()));
+    let mut proofs = Vec::with_capacity(items.len());
+    for index in 0..items.len() {
+        let mut proof: Vec<Bound<'py, PyBytes>> = Vec::with_capacity(levels.len());
+        let mut position = index;
+        for level in &levels[..levels.len() - 1] {
+            let sibling = position ^ 1;
+            if sibling < level.len() {
+                proof.push(PyBytes::new(py, &level[sibling]));
+            }
+            position /= 2;
+        }
+        proofs.push(PyTuple::new(py, proof)?);
+    }
+    Ok((PyBytes::new(py, &levels[levels.len() - 1][0]), proofs))
+}
+
+/// `kubetensor.core.merkle.verify`: whether `proof` leads from `item`'s leaf hash to `root`. False for
+/// a proof longer than 32 or a sibling that is not 32 bytes.
+#[pyfunction]
+fn merkle_verify(root: &[u8], item: &[u8], proof: Vec<PyBackedBytes>) -> bool {
+    if proof.len() > MAX_PROOF {
+        return false;
+    }
+    let mut node = leaf_hash(item);
+    for sibling in &proof {
+        let Ok(sibling) = <&[u8; 32]>::try_from(&sibling[..]) else {
+            return false;
+        };
+        node = node_hash(&node, sibling);
+    }
+    node[..] == *root
+}
+
 /// ed25519 signing and (batch) verification on ed25519-dalek, with libsodium's (PyNaCl's) verdicts.
 ///
 /// `verify` refuses what libsodium refuses: keys and signatures of the wrong length, non-canonical or
@@ -264,5 +349,7 @@ fn kubetensor_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<SigningKey>()?;
     module.add_function(wrap_pyfunction!(verify, module)?)?;
     module.add_function(wrap_pyfunction!(verify_batch, module)?)?;
+    module.add_function(wrap_pyfunction!(merkle_tree, module)?)?;
+    module.add_function(wrap_pyfunction!(merkle_verify, module)?)?;
     Ok(())
 }
