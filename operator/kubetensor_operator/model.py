@@ -407,8 +407,13 @@ class Chain(Component):
     genesis_balances: dict[HexKey, Rao] = Field(default_factory=dict)
 
 
-_URL_WITH_CREDENTIALS = re.compile(r"(^|,)\s*([a-z][a-z0-9+.-]*://)?[^/,@]*@")
-"""A URL of a comma-separated list whose authority holds credentials (``nats://user:pass@host``)."""
+URL_WITH_CREDENTIALS = r"(^|,)[^/?#,@]*(//[^/?#,@]*)?@"
+"""A URL of a comma-separated list whose authority holds credentials (``nats://user:pass@host``,
+``token@host``): an ``@`` before the first ``/``, ``?`` or ``#`` that does not start the ``//`` after a
+scheme, in any case and after any space. The CRD's CEL rule for ``spec.natsUrl`` is this pattern, and
+``kubetensor.core.natsauth.has_credentials`` (what the services refuse) agrees with it
+(tests/unit/test_operator_model.py)."""
+_URL_WITH_CREDENTIALS = re.compile(URL_WITH_CREDENTIALS)
 
 
 _OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"

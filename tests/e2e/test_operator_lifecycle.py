@@ -342,6 +342,7 @@ INVALID = [
     (validator("v", resources={"limits": {"nvidia.com/gpu": 1}}), "spec.resources"),
     (subnet("s", natsUrl="nats://kt:hunter2@nats:4222"), "spec.natsUrl"),  # credentials go in a Secret
     (subnet("s", natsUrl="nats://a:4222,tok3n@b:4222"), "spec.natsUrl"),
+    (subnet("s", natsUrl="NATS://kt:hunter2@nats:4222"), "spec.natsUrl"),  # any case of scheme
     (subnet("s", natsAuth={"secretName": "Not_A_Name"}), "spec.natsAuth.secretName"),
     (validator("v", env=[{"name": "KT_VALIDATOR_NETUID", "value": "9"}]), "spec.env"),  # the operator's
     (validator("v", env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]), "spec.env[1]"),

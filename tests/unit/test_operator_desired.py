@@ -309,7 +309,15 @@ def test_nats_auth_mounts_the_secret_read_only_where_the_services_read_it(
 
 
 @pytest.mark.parametrize(
-    "url", ["nats://kt:pw@bus:4222", "tok3n@bus:4222", "nats://a:4222, nats://u:p@b:4222", "tls://u:p@b:4222"]
+    "url",
+    [
+        "nats://kt:pw@bus:4222",
+        "tok3n@bus:4222",
+        "nats://a:4222, nats://u:p@b:4222",
+        "tls://u:p@b:4222",
+        "NATS://kt:pw@bus:4222",  # a scheme is case-insensitive
+        "nats://a:4222,\tNats://tok@b:4222",
+    ],
 )
 def test_a_nats_url_with_credentials_is_refused_naming_the_field(url: str) -> None:
     with pytest.raises(SpecError, match=r"spec\.natsUrl: must not carry credentials") as caught:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from kubetensor.consensus.settings import ConsensusSettings
+from kubetensor.core import natsauth
 from kubetensor_operator import model
 from kubetensor_operator.errors import SpecError
 from pydantic import BaseModel
@@ -124,3 +125,34 @@ def test_the_examples_parse() -> None:
     assert kinds.count("Subnet") == 1
     assert kinds.count("Miner") >= 2
     assert kinds.count("Validator") >= 1
+
+
+NATS_URLS = [
+    "nats://bus:4222",
+    "bus:4222",
+    "nats://a:4222,nats://b:4222",
+    "nats://[::1]:4222",
+    "nats://host:4222/path@x",
+    "nats://host:4222?x@y",
+    "nats://host:4222#a@b",
+    "nats://kt:pw@bus:4222",
+    "tok3n@bus:4222",
+    "NATS://kt:pw@bus:4222",
+    "Tls://u@[::1]:4222",
+    "nats://a:4222, nats://u:p@b:4222",
+    "nats://a:4222,\tnats://u:p@b:4222",
+    " ws://u:p@h:443/ws",
+]
+
+
+@pytest.mark.parametrize("url", NATS_URLS)
+def test_the_operator_refuses_exactly_the_nats_urls_the_services_refuse(url: str) -> None:
+    # The services refuse a URL with credentials (natsauth.has_credentials); the operator must refuse it
+    # before it lands in plain text in a Deployment, and must not refuse one the services take.
+    refused = bool(model._URL_WITH_CREDENTIALS.search(url))
+    assert refused == natsauth.has_credentials(url)
+
+
+def test_the_crd_refuses_nats_urls_with_the_operators_pattern() -> None:
+    rules = crd_schema("subnets")["properties"]["spec"]["properties"]["natsUrl"]["x-kubernetes-validations"]
+    assert [rule["rule"] for rule in rules] == [f"!self.matches('{model.URL_WITH_CREDENTIALS}')"]
