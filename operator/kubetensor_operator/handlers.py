@@ -39,7 +39,7 @@ from typing import Any
 
 import kopf
 from kubetensor.core import telemetry
-from kubetensor.core.natsauth import PASSWORD_KEY, TOKEN_KEY, USER_KEY
+from kubetensor.core.natsauth import PASSWORD_KEY, TOKEN_KEY, USER_KEY, credentials_problem
 
 from kubetensor_operator import conditions, consensus, desired, kube, metrics, model
 from kubetensor_operator.conditions import Problem, Reason, Registration, Workload
@@ -564,30 +564,28 @@ async def _nats_auth_problem(
     """Why the Secret a Subnet's ``spec.natsAuth`` names cannot give its pods NATS credentials, or None.
 
     Checked before the pods are made: without it they would wait on a volume that never mounts, or
-    start and be refused by NATS. Only the keys are looked at, never shown; the timer's resync picks up
-    a Secret created later."""
+    start and be refused by NATS. The rule is the services' own (``natsauth.credentials_problem``, on
+    the values as the pods will read them: decoded, surrounding whitespace dropped); the values are only
+    looked at, never shown. The timer's resync picks up a Secret created later."""
     where = f"Secret {secret_name!r} (spec.natsAuth.secretName of Subnet {subnet!r})"
     secret = await runtime.kube.get(kube.SECRETS, namespace, secret_name)
     if secret is None:
         return Problem(Reason.NATS_AUTH_SECRET_INVALID, f"{where} not found in namespace {namespace!r}")
     data = secret.get("data") or {}
-    token, user = data.get(TOKEN_KEY), data.get(USER_KEY)
-    if token is not None:
-        if user is not None or PASSWORD_KEY in data:
-            return Problem(
-                Reason.NATS_AUTH_SECRET_INVALID,
-                f"{where} holds both a key {TOKEN_KEY!r} and keys "
-                f"{USER_KEY!r}/{PASSWORD_KEY!r}; keep one kind",
-            )
-        if token:
-            return None
-    elif user and PASSWORD_KEY in data:
+    values = {key: _secret_text(data.get(key)) for key in (TOKEN_KEY, USER_KEY, PASSWORD_KEY)}
+    problem = credentials_problem(values, noun="key")
+    return None if problem is None else Problem(Reason.NATS_AUTH_SECRET_INVALID, f"{where} {problem}")
+
+
+def _secret_text(value: str | None) -> str | None:
+    """A Secret's base64 value as a service reads its file: text, surrounding whitespace dropped (an
+    undecodable value is kept as it is: the kubelet mounts it all the same, and the service says why)."""
+    if value is None:
         return None
-    return Problem(
-        Reason.NATS_AUTH_SECRET_INVALID,
-        f"{where} needs a non-empty key {TOKEN_KEY!r}, or a non-empty key "
-        f"{USER_KEY!r} and a key {PASSWORD_KEY!r}",
-    )
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8").strip()
+    except (binascii.Error, UnicodeDecodeError):
+        return value
 
 
 async def _reconcile_subnet(runtime: Runtime, body: Mapping[str, Any]) -> Problem | None:

@@ -47,18 +47,21 @@ def test_the_folder_is_read_again_each_time_and_a_broken_one_keeps_the_last_cred
     assert read() == NatsCredentials(token="rotated")
     (auth / "token").unlink()
     assert read() == NatsCredentials(token="rotated")
-    assert f"{SETTING}: NATS credentials folder {auth}: expected a file 'token'" in caplog.text
+    assert f"{SETTING}: NATS credentials folder {auth}: needs a non-empty file 'token'" in caplog.text
     assert "rotated" not in caplog.text
 
 
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
-        ({}, "expected a file 'token', or files 'user' (not empty) and 'password'"),
-        ({"user": "kt"}, "expected a file 'token'"),
-        ({"password": "x"}, "expected a file 'token'"),
-        ({"token": "  \n"}, "'token' is empty"),
-        ({"token": "t", "user": "kt", "password": "x"}, "holds both 'token' and 'user'/'password'"),
+        ({}, "needs a non-empty file 'token', or a non-empty file 'user' and a file 'password'"),
+        ({"user": "kt"}, "needs a non-empty file 'token'"),
+        ({"password": "x"}, "needs a non-empty file 'token'"),
+        ({"token": "  \n"}, "needs a non-empty file 'token'"),
+        (
+            {"token": "t", "user": "kt", "password": "x"},
+            "holds both a file 'token' and files 'user'/'password'",
+        ),
     ],
 )
 def test_a_folder_without_usable_credentials_is_refused_naming_the_setting_and_the_folder(

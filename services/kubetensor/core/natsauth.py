@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,23 @@ PASSWORD_KEY = "password"
 
 class NatsAuthError(ValueError):
     """The credentials folder cannot be used; the message names the folder and what it lacks."""
+
+
+def credentials_problem(values: Mapping[str, str | None], *, noun: str) -> str | None:
+    """What keeps ``values`` (by ``TOKEN_KEY``, ``USER_KEY`` and ``PASSWORD_KEY``: None when absent,
+    surrounding whitespace already dropped) from being one kind of credentials, naming each as a
+    ``noun`` ("file" in a folder, "key" in a Secret), or None. The one rule for the services, which
+    read a folder (``NatsCredentials.load``), and for the operator, which checks the Secret a Subnet
+    names before it mounts it; never a value in the message."""
+    token, user, password = values.get(TOKEN_KEY), values.get(USER_KEY), values.get(PASSWORD_KEY)
+    if token is not None and (user is not None or password is not None):
+        return f"holds both a {noun} {TOKEN_KEY!r} and {noun}s {USER_KEY!r}/{PASSWORD_KEY!r}; keep one kind"
+    if token or (token is None and user and password is not None):
+        return None
+    return (
+        f"needs a non-empty {noun} {TOKEN_KEY!r}, or a non-empty {noun} {USER_KEY!r} "
+        f"and a {noun} {PASSWORD_KEY!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -50,22 +68,13 @@ class NatsCredentials:
         if not directory.is_dir():
             raise NatsAuthError(f"NATS credentials folder {directory}: not a readable folder")
         values = {key: _read(directory, key) for key in (TOKEN_KEY, USER_KEY, PASSWORD_KEY)}
-        token, user, password = values[TOKEN_KEY], values[USER_KEY], values[PASSWORD_KEY]
-        if token is not None and (user is not None or password is not None):
-            raise NatsAuthError(
-                f"NATS credentials folder {directory}: holds both {TOKEN_KEY!r} and "
-                f"{USER_KEY!r}/{PASSWORD_KEY!r}; keep one kind"
-            )
+        problem = credentials_problem(values, noun="file")
+        if problem is not None:
+            raise NatsAuthError(f"NATS credentials folder {directory}: {problem}")
+        token = values[TOKEN_KEY]
         if token is not None:
-            if not token:
-                raise NatsAuthError(f"NATS credentials folder {directory}: {TOKEN_KEY!r} is empty")
             return cls(token=token)
-        if not user or password is None:
-            raise NatsAuthError(
-                f"NATS credentials folder {directory}: expected a file {TOKEN_KEY!r}, or files "
-                f"{USER_KEY!r} (not empty) and {PASSWORD_KEY!r}"
-            )
-        return cls(user=user, password=password)
+        return cls(user=values[USER_KEY] or "", password=values[PASSWORD_KEY] or "")
 
 
 def _read(directory: Path, key: str) -> str | None:
