@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from kubetensor.core import natsauth
+from kubetensor.core import bus, natsauth
 from kubetensor.core.natsauth import NatsAuthError, NatsCredentials
 
 SETTING = "KT_MINER_NATS_AUTH_DIR"
@@ -107,3 +107,21 @@ def test_the_secret_values_stay_out_of_repr() -> None:
 )
 def test_has_credentials_looks_at_every_url_of_the_list(url: str, carries: bool) -> None:
     assert natsauth.has_credentials(url) is carries
+
+
+def test_nats_py_gets_the_user_and_the_password_of_one_read() -> None:
+    # nats.py asks for the user, then the password, at each connect: one read of the folder for both,
+    # so a rotation (here, at every read) never pairs one read's user with another's password.
+    reads = iter(NatsCredentials(user=f"u{i}", password=f"p{i}") for i in range(10))
+    calls: list[NatsCredentials] = []
+
+    def current() -> NatsCredentials:
+        calls.append(next(reads))
+        return calls[-1]
+
+    user, password = bus.user_and_password(current)
+    assert (user(), password()) == ("u0", "p0")
+    assert (user(), password()) == ("u1", "p1")
+    assert len(calls) == 2
+    # A password asked for on its own is read on its own.
+    assert password() == "p2"

@@ -38,6 +38,22 @@ def _provider(credentials: Credentials) -> Callable[[], NatsCredentials]:
 _log = logging.getLogger(__name__)
 
 
+def user_and_password(current: Callable[[], NatsCredentials]) -> tuple[Callable[[], str], Callable[[], str]]:
+    """The user and password callbacks for nats.py, which asks for the user, then the password, at each
+    connect: both come from one read of ``current`` (two reads would read a credentials folder twice,
+    and a rotation between them would pair the new user with the old password)."""
+    read: list[NatsCredentials] = []
+
+    def user() -> str:
+        read[:] = [current()]
+        return read[0].user
+
+    def password() -> str:
+        return (read.pop() if read else current()).password
+
+    return user, password
+
+
 async def connect(
     url: str, *, name: str, connect_timeout: float = 5.0, credentials: Credentials | None = None
 ) -> Client:
@@ -64,7 +80,7 @@ async def connect(
         if current().token:
             auth["token"] = lambda: current().token
         else:
-            auth["user"], auth["password"] = (lambda: current().user), (lambda: current().password)
+            auth["user"], auth["password"] = user_and_password(current)
     client: Client = await nats.connect(
         url,
         name=name,
