@@ -448,8 +448,10 @@ async def run(
 
     with tempfile.TemporaryDirectory(prefix="kt-bench-network-") as scratch:
         workdir = pathlib.Path(scratch)
-        server = NatsServer(workdir / "nats").start()
+        # Measured before the server starts: nothing between its start and the try may fail and leave it
+        # running.
         signature_costs = ed25519_costs()
+        server = NatsServer(workdir / "nats").start()
         try:
             cases = [
                 await measure(

@@ -3,7 +3,11 @@ the same roots and proofs for random trees, and the same verdicts on random dama
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import kubetensor_native
 from kubetensor.core import merkle
@@ -55,3 +59,22 @@ def test_native_and_python_agree_on_random_trees_and_damaged_proofs() -> None:
                 root, other, proof
             )
             assert not kubetensor_native.merkle_verify(root[:31], item, proof)
+
+
+def test_a_native_module_built_before_the_tree_falls_back_to_python(tmp_path: Path) -> None:
+    # A kubetensor_native from older sources (ed25519 only): the tree runs in Python, with a warning
+    # that says how to rebuild it, instead of failing every round on a missing function.
+    (tmp_path / "kubetensor_native.py").write_text(
+        "def verify(public_key, message, signature):\n    return False\n"
+    )
+    script = (
+        "import logging; logging.basicConfig()\n"
+        "from kubetensor.core import merkle\n"
+        "root, proofs = merkle.tree([b'a', b'b', b'c'])\n"
+        "print(merkle.BACKEND, merkle.verify(root, b'b', proofs[1]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == ["python", "True"]
+    assert "has no Merkle tree" in done.stderr
+    assert "make venv" in done.stderr

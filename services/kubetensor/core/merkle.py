@@ -26,6 +26,7 @@ random trees.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Final
 
@@ -35,6 +36,14 @@ except ModuleNotFoundError as missing:  # kubetensor.core.keys says so once
     if missing.name != "kubetensor_native":
         raise
     _native = None  # type: ignore[assignment]
+else:
+    if not (hasattr(_native, "merkle_tree") and hasattr(_native, "merkle_verify")):
+        # A module built from older sources (before the tree moved there): the Python code still works.
+        logging.getLogger(__name__).warning(
+            "the installed kubetensor_native has no Merkle tree (it was built from older sources): "
+            "falling back to Python; `make venv` rebuilds it"
+        )
+        _native = None  # type: ignore[assignment]
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
