@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import logging
 import random
 import threading
 from collections import Counter
@@ -375,10 +377,86 @@ def test_state_file_round_trips(tmp_path: Path) -> None:
     )
     file.save(state)
     assert file.load(alpha=0.3) == state
-    assert not (tmp_path / "s.json.partial").exists()
-    # Written with sorted keys, as json.dumps(sort_keys=True) would.
-    text = (tmp_path / "s.json").read_text()
-    assert text == json.dumps(json.loads(text), sort_keys=True)
+    assert StateFile(tmp_path / "s.json", netuid=1, hotkey=ME).load(alpha=0.3) == state
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["s.json.0"]
+    # JSON padded to 4 KiB; the document is written with sorted keys, as json.dumps(sort_keys=True)
+    # would, then its digest.
+    raw = (tmp_path / "s.json.0").read_bytes()
+    assert len(raw) % 4096 == 0
+    document = json.loads(raw)
+    digest = document.pop("sha256")
+    assert digest == hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def state_at(round_: int) -> ValidatorState:
+    return ValidatorState(
+        averages=MovingAverages.empty(0.3).updated([(2, MINERS[0], round_ / 100)]), round=round_
+    )
+
+
+def test_saves_alternate_between_two_slots_and_load_takes_the_newest(tmp_path: Path) -> None:
+    file = StateFile(tmp_path / "s.json", netuid=1, hotkey=ME)
+    for round_ in (1, 2, 3):
+        file.save(state_at(round_))
+    slots = [
+        StateFile(tmp_path / "s.json", netuid=1, hotkey=ME)._verified(p, p.read_bytes()) for p in file.slots
+    ]
+    assert [doc["round"] for doc in slots if doc is not None] == [3, 2]
+    # A new process loads the newest, then overwrites the older slot first.
+    again = StateFile(tmp_path / "s.json", netuid=1, hotkey=ME)
+    assert again.load(alpha=0.3) == state_at(3)
+    again.save(state_at(4))
+    assert StateFile(tmp_path / "s.json", netuid=1, hotkey=ME).load(alpha=0.3) == state_at(4)
+    # One that saves without loading first also keeps the newest whole.
+    StateFile(tmp_path / "s.json", netuid=1, hotkey=ME).save(state_at(5))
+    assert StateFile(tmp_path / "s.json", netuid=1, hotkey=ME).load(alpha=0.3) == state_at(5)
+
+
+@pytest.mark.parametrize("damage", ["first difference", "late", "truncated", "digit"])
+def test_a_save_cut_short_leaves_the_previous_state(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    file = StateFile(tmp_path / "s.json", netuid=1, hotkey=ME)
+    file.save(state_at(1))
+    file.save(state_at(2))
+    old = file.slots[0].read_bytes()
+    file.save(state_at(3))
+    new = file.slots[0].read_bytes()
+    # A crash during that save: slot 0 holds round 3's bytes up to some point, then round 1's (the
+    # write went over them in place), or a new slot only partly written; or a byte went bad.
+    end = len(new.rstrip())
+    first = next(i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b)
+    torn = {
+        "first difference": new[: first + 1] + old[first + 1 :],
+        "late": new[: end - 3] + old[end - 3 :],
+        "truncated": new[: end // 2],
+        "digit": new.replace(b'"round": 3', b'"round": 9'),  # still valid JSON
+    }[damage]
+    assert torn != new
+    file.slots[0].write_bytes(torn)
+    with caplog.at_level(logging.WARNING, logger="kubetensor.validator.state"):
+        assert StateFile(tmp_path / "s.json", netuid=1, hotkey=ME).load(alpha=0.3) == state_at(2)
+    assert "s.json.0: not a whole state" in caplog.text
+
+
+def test_a_file_of_the_single_file_format_is_read_then_replaced_by_the_slots(tmp_path: Path) -> None:
+    # What an earlier version wrote: the state as plain JSON at the path itself.
+    state = state_at(7)
+    legacy = {
+        "averages": [{"count": 1, "hotkey": MINERS[0], "uid": 2, "value": state.averages.entries[2].value}],
+        "format": "kubetensor.validator-state/v1",
+        "hotkey": ME,
+        "netuid": 1,
+        "round": 7,
+        "weights_nonce": 0,
+        "weights_set": 0,
+    }
+    (tmp_path / "s.json").write_text(json.dumps(legacy))
+    file = StateFile(tmp_path / "s.json", netuid=1, hotkey=ME)
+    assert file.load(alpha=0.3) == state
+    file.save(state_at(8))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["s.json.0"]
+    assert StateFile(tmp_path / "s.json", netuid=1, hotkey=ME).load(alpha=0.3) == state_at(8)
 
 
 def test_state_file_is_saved_into_a_folder_that_is_missing_or_removed(tmp_path: Path) -> None:
@@ -386,12 +464,12 @@ def test_state_file_is_saved_into_a_folder_that_is_missing_or_removed(tmp_path: 
     file = StateFile(folder / "s.json", netuid=1, hotkey=ME)
     state = ValidatorState(averages=MovingAverages.empty(0.3).updated([(2, MINERS[0], 0.9)]), round=1)
     file.save(state)
-    (folder / "s.json").unlink()
+    (folder / "s.json.0").unlink()
     folder.rmdir()
     later = ValidatorState(averages=state.averages.updated([(2, MINERS[0], 0.5)]), round=2)
     file.save(later)
     assert file.load(alpha=0.3) == later
-    assert sorted(path.name for path in folder.iterdir()) == ["s.json"]
+    assert sorted(path.name for path in folder.iterdir()) == ["s.json.1"]
 
 
 def test_state_file_of_another_validator_or_subnet_is_refused(tmp_path: Path) -> None:
@@ -414,9 +492,12 @@ def test_state_file_that_is_not_one_is_refused(tmp_path: Path, content: str) -> 
 def test_state_file_with_malformed_entries_is_refused(tmp_path: Path) -> None:
     file = StateFile(tmp_path / "s.json", netuid=1, hotkey=ME)
     file.save(ValidatorState(averages=MovingAverages.empty(0.3)))
-    document = json.loads((tmp_path / "s.json").read_text())
+    document = json.loads(file.slots[0].read_bytes())
+    del document["sha256"]
     document["averages"] = [{"uid": "x"}]
-    (tmp_path / "s.json").write_text(json.dumps(document))
+    body = json.dumps(document)
+    document["sha256"] = hashlib.sha256(body.encode()).hexdigest()
+    file.slots[0].write_text(json.dumps(document))
     with pytest.raises(StateMismatchError, match="malformed"):
         file.load(alpha=0.3)
 

@@ -64,7 +64,9 @@ class ValidatorSettings(HotkeySettings):
     weights_retry_seconds: float = Field(default=60.0, gt=0)
     """Seconds before retrying a weight set the consensus service refused or did not answer."""
     state_path: Path = Path("validator-state.json")
-    """Where the moving averages are kept across restarts (JSON, replaced atomically each round)."""
+    """Where the moving averages are kept across restarts: two slot files, ``<path>.0`` and
+    ``<path>.1``, written in turn each round, so a crash mid-save leaves the other whole
+    (``kubetensor.validator.state``)."""
 
     # -- process --------------------------------------------------------------------------------------
     listen: str = "127.0.0.1:50091"
