@@ -646,10 +646,13 @@ async def test_full_miner_answers_busy_instead_of_queueing(
     engine.mode = "hang"
     async with RunningMiner(subnet, MINERS[0], engine, max_concurrency=1) as miner:
         sender = MinerTaskClient(client_nc, keypair=VALIDATOR)
+        # The validator stops waiting (1 s) well before the task's deadline (2 s), where the miner gives
+        # up on the hung generation and answers FAILED: with both at 2 s, that answer could arrive just
+        # before the validator's timeout (seen once in CI, 40 us early).
         hanging = asyncio.create_task(
             sender.send(
                 sealed(sender, outgoing(MINERS[0], nonce=1, timeout_s=2)),
-                timeout_s=2,
+                timeout_s=1,
                 trace=TraceContext.start(),
             )
         )
