@@ -19,8 +19,8 @@ no tree over no items.
 **Implementations.** ``tree`` and ``verify`` run in ``kubetensor_native`` (Rust, the sha2 crate) when it
 is installed, as ``kubetensor.core.keys`` does for ed25519: every miner checks a proof per task and the
 validator builds a tree per round. The Python functions here (``python_tree``, ``python_verify``) are the
-specification and the fallback; tests/unit/test_merkle.py runs every case on both and compares them on
-random trees.
+specification and the fallback; tests/unit/test_merkle.py runs every case on both, and
+tests/unit/test_native_merkle.py compares them on random trees.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ Headers (all optional; a receiver never trusts them for authorization, the signe
 
     traceparent      W3C trace context (``00-<trace-id>-<span-id>-<flags>``); a miner continues the
                      trace it receives (vLLM gets it too) and, when it traces, answers with its own
-                     span's traceparent (a miner that does not trace answers with no headers)
+                     span's traceparent (a validator or miner that does not trace sends its tasks and
+                     answers with no headers)
     tracestate       W3C vendor trace state, passed through unchanged
     Kt-Message       the protobuf message type of the body, e.g. "kubetensor.v1.Task"
 

@@ -90,15 +90,10 @@ class StateFile:
 
     def load(self, *, alpha: float) -> ValidatorState:
         """The newest saved state, or a fresh one when there is none."""
-        found: list[tuple[int, int, dict[str, Any]]] = []
-        for index, slot in enumerate(self.slots):
-            try:
-                text = slot.read_bytes()
-            except FileNotFoundError:
-                continue
-            document = self._verified(slot, text)
-            if document is not None:
-                found.append((_number(slot, document, "round"), index, document))
+        found = [
+            (_number(self.slots[index], document, "round"), index, document)
+            for index, document in self._whole_slots()
+        ]
         if found:
             _, newest, document = max(found)
             self._next = 1 - newest
@@ -111,6 +106,19 @@ class StateFile:
         except ValueError as error:
             raise StateMismatchError(f"{self.path}: not a validator state file ({error})") from None
         return self._state(self.path, raw, alpha=alpha)
+
+    def _whole_slots(self) -> list[tuple[int, dict[str, Any]]]:
+        """(index, document) of each slot that exists and whose digest matches (``_verified``)."""
+        whole = []
+        for index, slot in enumerate(self.slots):
+            try:
+                text = slot.read_bytes()
+            except FileNotFoundError:
+                continue
+            document = self._verified(slot, text)
+            if document is not None:
+                whole.append((index, document))
+        return whole
 
     def _verified(self, slot: Path, text: bytes) -> dict[str, Any] | None:
         """The slot's document when its digest matches (without the digest), else None, with a warning."""
@@ -206,12 +214,11 @@ class StateFile:
 
     def _older_slot(self) -> int:
         """The slot a save may overwrite: not the one whose state is whole and newest."""
-        rounds = []
-        for index, slot in enumerate(self.slots):
-            with contextlib.suppress(FileNotFoundError):
-                document = self._verified(slot, slot.read_bytes())
-                if document is not None and isinstance(document.get("round"), int):
-                    rounds.append((document["round"], index))
+        rounds = [
+            (document["round"], index)
+            for index, document in self._whole_slots()
+            if isinstance(document.get("round"), int)
+        ]
         return 1 - max(rounds)[1] if rounds else 0
 
 
